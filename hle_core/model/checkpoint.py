@@ -1,0 +1,95 @@
+"""Checkpoints: a state dict plus the resolved model config, loadable with ``torch.load(weights_only=True)``.
+
+Layout (a plain dict of tensors, strings and numbers, nothing pickled beyond what weights_only allows)::
+
+    {"format": "hle-checkpoint", "version": 1, "config": <HLEConfig JSON string>,
+     "model": <state dict>, "optimizer": <state dict or None>, "scheduler": ..., "step": int,
+     "extra": <JSON string>}
+
+Writes are atomic (temporary file in the same directory, fsync, ``os.replace``) so a crash never leaves a
+half-written checkpoint under the final name.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import ConfigError, HLEConfig
+from .network import HLENet, build_model
+
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_model"]
+
+FORMAT = "hle-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, truncated, corrupt or not an HLE checkpoint."""
+
+
+def save_checkpoint(path: str | Path, model: HLENet, *, optimizer: Any = None, scheduler: Any = None,
+                    step: int = 0, extra: dict[str, Any] | None = None) -> Path:
+    """Atomically write ``model`` (and optionally optimizer / scheduler state) with its config."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = model.module if hasattr(model, "module") else model   # unwrap DistributedDataParallel
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": module.cfg.to_json(),
+        "model": module.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "step": int(step),
+        "extra": json.dumps(extra or {}),
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read and check a checkpoint; returns the payload with ``config`` parsed into an :class:`HLEConfig`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot read checkpoint {path} (truncated or corrupt?): {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an HLE checkpoint (no format={FORMAT!r} marker)")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {payload.get('version')} unsupported (expected {VERSION})")
+    try:
+        payload["config"] = HLEConfig.from_json(payload["config"])
+        payload["extra"] = json.loads(payload.get("extra") or "{}")
+    except (ConfigError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: invalid embedded config: {exc}") from exc
+    return payload
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> HLENet:
+    """Rebuild the network from a checkpoint's own config and load its weights (strict), in eval mode."""
+    payload = load_checkpoint(path, map_location)
+    cfg: HLEConfig = payload["config"]
+    cfg.model.pretrained = None          # weights come from the checkpoint, never from ImageNet files
+    model = build_model(cfg)
+    try:
+        model.load_state_dict(payload["model"], strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not match the embedded config: {exc}") from exc
+    return model.to(map_location).eval()

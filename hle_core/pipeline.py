@@ -1,0 +1,205 @@
+"""One pipeline for every consumer: image → preprocess → backend → decode (§3.5) → track (§4.5).
+
+The ROS node, the bag evaluator and the ``hle`` CLI all call :meth:`Pipeline.process`; only the backend
+(torch, onnxruntime, TensorRT) differs. Decoding runs on the backend's device: no host round trip between
+inference and decoding; results come back to the host once, at the end.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import DecoderConfig
+from .decoding import decode_panoptic
+from .runtime.base import Backend
+
+__all__ = ["Pipeline", "FrameResult", "InputImageError"]
+
+#: The network downsamples by 32 at most (backbone stride × ASPP); inputs are padded to a multiple of it.
+SIZE_MULTIPLE = 32
+
+
+class InputImageError(ValueError):
+    """The image handed to the pipeline is not an (H, W, 3) / (H, W) uint8 array of a usable size."""
+
+
+@dataclass
+class FrameResult:
+    """Everything the pipeline knows about one frame, on the host (numpy).
+
+    Per-segment arrays (things and stuff) share their first axis ``S``.
+    """
+
+    panoptic: np.ndarray                 # (H, W) int32, Cityscapes convention, at the image's own resolution
+    ids: np.ndarray                      # (S,) int64 panoptic id of each segment
+    category_ids: np.ndarray             # (S,) int64 dataset category id
+    is_thing: np.ndarray                 # (S,) bool
+    scores: np.ndarray                   # (S,) float32: seed value (things) / mean ψ (stuff)
+    areas: np.ndarray                    # (S,) int64 pixels at the image's resolution
+    boxes: np.ndarray                    # (S, 4) int64 x0, y0, x1, y1 inclusive, image pixels
+    embeddings: np.ndarray               # (S, D) float32 unit-norm mean embeddings
+    track_ids: np.ndarray                # (S,) int64, -1 for stuff / unconfirmed / no tracker
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    embedding: torch.Tensor | None = None  # (D, h, w) network-resolution map, only with keep_embedding
+
+    @property
+    def num_segments(self) -> int:
+        return int(self.ids.shape[0])
+
+
+class Pipeline:
+    """preprocess → backend → decode → track.
+
+    Args:
+        backend: a :class:`~hle_core.runtime.base.Backend`.
+        input_size: ``(H, W)`` the image is resized to before the network (multiples of 32), or None to run at
+            the image's own resolution (padded to a multiple of 32).
+        decoder: decoding thresholds; defaults to the model's own (``backend.config.decoder``).
+        tracker: a :class:`~hle_core.tracking.TrackerConfig` to track things across frames, or None.
+    """
+
+    def __init__(self, backend: Backend, input_size: tuple[int, int] | None = None,
+                 decoder: DecoderConfig | None = None, tracker=None) -> None:
+        if input_size is not None:
+            h, w = (int(v) for v in input_size)
+            if h <= 0 or w <= 0 or h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
+                raise ValueError(f"input_size must be positive multiples of {SIZE_MULTIPLE}, got {input_size}")
+            input_size = (h, w)
+        self.backend = backend
+        self.config = backend.config
+        self.classes = backend.config.classes
+        self.embedding_dim = backend.config.model.embedding_dim
+        self.input_size = input_size
+        self.decoder = decoder if decoder is not None else backend.config.decoder
+        self.device = backend.device
+        m = backend.config.model
+        self._mean = torch.tensor(m.mean, device=self.device).view(1, 3, 1, 1) * 255.0
+        self._inv_std = 1.0 / (torch.tensor(m.std, device=self.device).view(1, 3, 1, 1) * 255.0)
+        self._tracker_cfg = tracker
+        self.tracker = None
+        if tracker is not None:
+            from .tracking import EmbeddingTracker
+
+            self.tracker = EmbeddingTracker(tracker)
+
+    # --- stages ----------------------------------------------------------------------------------
+    def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+        """uint8 ``(H, W, 3)`` RGB (or ``(H, W)`` mono) → normalised ``(1, 3, H', W')`` on the backend device.
+
+        Returns the batch and the ``(h, w)`` region of the network input that holds the image (the rest is
+        padding).
+        """
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+            raise InputImageError(f"expected a uint8 numpy image, got {type(image).__name__} "
+                                  f"{getattr(image, 'dtype', '')}")
+        if image.ndim == 2:
+            image = image[..., None]
+        if image.ndim != 3 or image.shape[2] not in (1, 3) or image.shape[0] < 1 or image.shape[1] < 1:
+            raise InputImageError(f"expected an (H, W, 3) or (H, W) image, got shape {image.shape}")
+        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device, non_blocking=True)
+        x = x.permute(2, 0, 1).unsqueeze(0).float()                    # 1 x C x H x W
+        if x.shape[1] == 1:
+            x = x.expand(1, 3, *x.shape[2:])
+        x = (x - self._mean) * self._inv_std
+        if self.input_size is not None:
+            x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
+            valid = self.input_size
+        else:
+            h, w = x.shape[-2:]
+            valid = (h, w)
+            ph, pw = (-h) % SIZE_MULTIPLE, (-w) % SIZE_MULTIPLE
+            if ph or pw:
+                x = F.pad(x, (0, pw, 0, ph))                              # zeros = the mean colour
+        return x.to(self.backend.dtype), valid
+
+    def process(self, image: np.ndarray, keep_embedding: bool = False) -> FrameResult:
+        """Run the whole pipeline on one RGB image."""
+        sync = self.device.type == "cuda"
+        t0 = time.perf_counter()
+        batch, (h, w) = self.preprocess(image)
+        if sync:
+            torch.cuda.synchronize(self.device)
+        t1 = time.perf_counter()
+        out = self.backend.infer(batch)
+        if sync:
+            torch.cuda.synchronize(self.device)
+        t2 = time.perf_counter()
+        maps = {k: v[0, :, :h, :w] for k, v in out.items()}               # C x h x w, padding cropped
+        params = self.backend.decode_params
+        result = decode_panoptic(maps["embedding"], maps["sigma"], maps["sigma_spatial"], maps["seed"],
+                                 params["class_means"], params["class_sigma"], self.classes, self.decoder,
+                                 self.config.model.coord_scale)
+        panoptic = result.panoptic
+        areas, boxes = result.areas, result.boxes
+        H, W = image.shape[:2]
+        if (h, w) != (H, W):                                              # back to the image's resolution
+            panoptic = F.interpolate(panoptic[None, None].float(), size=(H, W), mode="nearest")[0, 0].to(torch.int32)
+            areas, boxes = segment_areas_and_boxes(panoptic, result.ids)
+        if sync:
+            torch.cuda.synchronize(self.device)
+        t3 = time.perf_counter()
+        fr = FrameResult(
+            panoptic=panoptic.cpu().numpy(),
+            ids=result.ids.cpu().numpy().astype(np.int64),
+            category_ids=result.category_ids.cpu().numpy().astype(np.int64),
+            is_thing=result.is_thing.cpu().numpy().astype(bool),
+            scores=result.scores.float().cpu().numpy(),
+            areas=areas.cpu().numpy().astype(np.int64),
+            boxes=boxes.cpu().numpy().astype(np.int64).reshape(-1, 4),
+            embeddings=result.embeddings.float().cpu().numpy(),
+            track_ids=np.full(result.ids.shape[0], -1, np.int64),
+            embedding=maps["embedding"] if keep_embedding else None,
+        )
+        t4 = time.perf_counter()
+        if self.tracker is not None:
+            fr.track_ids = self._track(fr)
+        t5 = time.perf_counter()
+        fr.timings_ms = {"preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3, "decode": (t3 - t2) * 1e3,
+                         "transfer": (t4 - t3) * 1e3, "track": (t5 - t4) * 1e3, "total": (t5 - t0) * 1e3}
+        return fr
+
+    def _track(self, fr: FrameResult) -> np.ndarray:
+        from .tracking import detections_from_segments
+
+        dets = detections_from_segments(fr.ids, fr.category_ids, fr.is_thing, fr.scores, fr.boxes, fr.embeddings)
+        return np.asarray(self.tracker.update(dets), dtype=np.int64)
+
+    def reset_tracks(self) -> None:
+        """Forget all tracks (a new sequence starts)."""
+        if self.tracker is not None:
+            self.tracker.reset()
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def segment_areas_and_boxes(panoptic: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Area and inclusive box ``x0, y0, x1, y1`` of each id of ``ids`` in an ``(H, W)`` panoptic map.
+
+    Vectorised: one ``searchsorted`` + ``scatter_reduce`` pass over the pixels. Ids absent from the map get
+    area 0 and box ``(0, 0, -1, -1)``.
+    """
+    H, W = panoptic.shape
+    s = ids.shape[0]
+    if s == 0:
+        return ids.new_zeros(0), ids.new_zeros(0, 4)
+    sorted_ids, order = torch.sort(ids.to(torch.int64))
+    flat = panoptic.reshape(-1).to(torch.int64)
+    pos = torch.searchsorted(sorted_ids, flat).clamp_max(s - 1)
+    hit = sorted_ids[pos] == flat
+    seg = order[pos[hit]]                                                # segment index of every hit pixel
+    yy = torch.arange(H, device=panoptic.device).repeat_interleave(W)[hit]
+    xx = torch.arange(W, device=panoptic.device).repeat(H)[hit]
+    areas = torch.bincount(seg, minlength=s)
+    big, neg = torch.full((s,), H + W, device=ids.device), torch.full((s,), -1, device=ids.device)
+    x0 = big.scatter_reduce(0, seg, xx, "amin")
+    y0 = big.scatter_reduce(0, seg, yy, "amin")
+    x1 = neg.scatter_reduce(0, seg, xx, "amax")
+    y1 = neg.scatter_reduce(0, seg, yy, "amax")
+    boxes = torch.stack((x0, y0, x1, y1), 1)
+    boxes[areas == 0] = torch.tensor([0, 0, -1, -1], device=ids.device)
+    return areas, boxes

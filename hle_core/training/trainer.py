@@ -1,0 +1,260 @@
+"""Training loop (paper §4.2): Adam, polynomial decay, the hierarchical loss of eq. 16.
+
+Reads top to bottom: :func:`build_optimizer`, :func:`poly_lr`, :func:`train_one_epoch`, :func:`train`.
+Checkpoints (atomic, every ``ckpt_every`` steps) carry model, optimizer, scheduler, step, the data order
+position and RNG states, so ``--resume`` continues exactly. Multi-GPU / multi-process through ``torchrun``
+(DistributedDataParallel; gloo on CPU, nccl on CUDA).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset
+
+from ..config import HLEConfig
+from ..losses import HierarchicalLovaszLoss
+from ..model import HLENet, build_model, load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .data import build_train_dataset
+from .sampler import EpochSampler
+
+__all__ = ["build_optimizer", "poly_lr", "train_one_epoch", "train", "TrainState"]
+
+log = logging.getLogger("hle.train")
+
+
+# --- optimiser and schedule ------------------------------------------------------------------
+def build_optimizer(model: HLENet, tcfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam (§4.2). The class-level parameters μ̂_k, σ_k get their own lr multiplier (eq. 15 discussion)."""
+    class_params = [model.class_means, model.log_class_sigma]
+    ids = {id(p) for p in class_params}
+    net_params = [p for p in model.parameters() if id(p) not in ids and p.requires_grad]
+    return torch.optim.Adam([
+        {"params": net_params, "lr": tcfg.lr},
+        {"params": class_params, "lr": tcfg.lr * tcfg.class_param_lr_mult},
+    ], lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+
+
+def poly_lr(step: int, tcfg: TrainConfig) -> float:
+    """Polynomial decay factor ``(1 - step/steps)^power`` after an optional linear warm-up."""
+    if tcfg.warmup_steps and step < tcfg.warmup_steps:
+        return (step + 1) / tcfg.warmup_steps
+    return max(0.0, 1.0 - step / tcfg.steps) ** tcfg.poly_power
+
+
+class TrainState:
+    """Mutable bookkeeping that is checkpointed with the weights."""
+
+    def __init__(self) -> None:
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
+
+
+# --- distributed helpers ---------------------------------------------------------------------
+def _dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _init_distributed(device: torch.device) -> None:
+    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# --- the loop --------------------------------------------------------------------------------
+def train_one_epoch(model: torch.nn.Module, criterion: HierarchicalLovaszLoss, loader: DataLoader,
+                    optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+                    scaler: torch.amp.GradScaler, state: TrainState, tcfg: TrainConfig, device: torch.device,
+                    on_step: Callable[[TrainState, dict[str, float], dict[str, torch.Tensor], dict], None]) -> bool:
+    """One pass over ``loader`` (resuming mid-epoch where ``state.batch_in_epoch`` says). Returns True when
+    ``tcfg.steps`` is reached."""
+    net = model.module if hasattr(model, "module") else model
+    model.train()
+    use_amp = tcfg.amp and device.type == "cuda"
+    for batch in loader:
+        images = batch["image"].to(device, non_blocking=True)
+        semantic = batch["semantic"].to(device, non_blocking=True)
+        instance = batch["instance"].to(device, non_blocking=True)
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+            outputs = model(images)
+        # the loss runs in float32: Lovász sorting and exponentials of eq. 7-9 are precision sensitive
+        outputs = {k: v.float() for k, v in outputs.items()}
+        terms = criterion(outputs, net.class_means.float(), net.class_sigma.float(), semantic, instance)
+        loss = terms["total"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss at step {state.step}: "
+                                     f"{ {k: float(v) for k, v in terms.items()} }")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if tcfg.grad_clip > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        state.step += 1
+        state.batch_in_epoch += 1
+        on_step(state, {k: float(v.detach()) for k, v in terms.items()}, outputs, batch)
+        if state.step >= tcfg.steps:
+            return True
+    state.epoch += 1
+    state.batch_in_epoch = 0
+    return False
+
+
+def train(cfg: HLEConfig, tcfg: TrainConfig, resume: str | Path | None = None,
+          progress: bool = True, callback: Callable[[TrainState, dict[str, float]], None] | None = None) -> Path:
+    """Train from scratch (or resume) and return the path of the final checkpoint."""
+    device = _resolve_device(tcfg.device)
+    _init_distributed(device)
+    rank, world = _dist_info()
+    out_dir = Path(tcfg.out_dir)
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(tcfg.seed + rank)
+
+    model = build_model(cfg).to(device)
+    criterion = HierarchicalLovaszLoss(cfg).to(device)
+    optimizer = build_optimizer(model, tcfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: poly_lr(s, tcfg))
+    scaler = torch.amp.GradScaler(device.type, enabled=tcfg.amp and device.type == "cuda")
+    state = TrainState()
+
+    if resume:
+        payload = load_checkpoint(resume, map_location=device)
+        model.load_state_dict(payload["model"])
+        if payload.get("optimizer"):
+            optimizer.load_state_dict(payload["optimizer"])
+        if payload.get("scheduler"):
+            scheduler.load_state_dict(payload["scheduler"])
+        extra = payload["extra"]
+        state.step, state.epoch, state.batch_in_epoch = extra["step"], extra["epoch"], extra["batch_in_epoch"]
+        log.info("resumed %s at step %d (epoch %d, batch %d)", resume, state.step, state.epoch, state.batch_in_epoch)
+
+    ddp_model: torch.nn.Module = model
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    dataset: Dataset = build_train_dataset(cfg, tcfg)
+    sampler = EpochSampler(len(dataset), seed=tcfg.seed, rank=rank, world_size=world)
+    writer = _summary_writer(out_dir, tcfg) if rank == 0 else None
+    bar = _progress(tcfg.steps, state.step, progress and rank == 0)
+
+    def save(tag: str) -> Path:
+        return save_checkpoint(out_dir / tag, model, optimizer=optimizer, scheduler=scheduler, step=state.step,
+                               extra=state.to_dict() | {"train": _jsonable(tcfg)})
+
+    def on_step(st: TrainState, terms: dict[str, float], outputs: dict[str, torch.Tensor], batch: dict) -> None:
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{terms['total']:.3f}", refresh=False)
+        if writer is not None and (st.step % tcfg.log_every == 0 or st.step == 1):
+            for k, v in terms.items():
+                writer.add_scalar(f"loss/{k}", v, st.step)
+            writer.add_scalar("lr", scheduler.get_last_lr()[0], st.step)
+            writer.add_scalar("sigma/class_mean", float(model.class_sigma.mean()), st.step)
+        if writer is not None and tcfg.image_every and st.step % tcfg.image_every == 0:
+            _log_images(writer, cfg, model, outputs, batch, st.step)
+        if callback is not None and rank == 0:
+            callback(st, terms)
+        if rank == 0 and tcfg.ckpt_every and st.step % tcfg.ckpt_every == 0:
+            save("last.pt")
+
+    done = False
+    try:
+        while not done:
+            sampler.set_position(state.epoch, state.batch_in_epoch * tcfg.batch_size)
+            loader = DataLoader(dataset, batch_size=tcfg.batch_size, sampler=sampler, num_workers=tcfg.num_workers,
+                                drop_last=True, persistent_workers=False, pin_memory=device.type == "cuda")
+            if len(loader) == 0:
+                raise ValueError(f"dataset of {len(dataset)} images is smaller than one batch ({tcfg.batch_size})")
+            done = train_one_epoch(ddp_model, criterion, loader, optimizer, scheduler, scaler, state, tcfg,
+                                   device, on_step)
+    finally:
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.close()
+    final = out_dir / "final.pt"
+    if rank == 0:
+        save("last.pt")
+        save("final.pt")
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return final
+
+
+# --- logging helpers -------------------------------------------------------------------------
+def _jsonable(tcfg: TrainConfig) -> dict[str, Any]:
+    import dataclasses
+
+    return json.loads(json.dumps(dataclasses.asdict(tcfg), default=str))
+
+
+def _summary_writer(out_dir: Path, tcfg: TrainConfig):
+    if not tcfg.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard not installed: scalars go to the progress bar only
+        log.warning("tensorboard not installed; no TensorBoard logs")
+        return None
+    return SummaryWriter(str(out_dir / "tb"))
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True)
+
+
+@torch.no_grad()
+def _log_images(writer, cfg: HLEConfig, model: HLENet, outputs: dict[str, torch.Tensor], batch: dict, step: int) -> None:
+    """Overlay of the decoded prediction and the embedding PCA as RGB (paper Fig. 3) for the first image."""
+    from ..decoding import decode_panoptic
+    from ..visualize import embedding_to_rgb, overlay
+
+    m = cfg.model
+    img = batch["image"][0].cpu() * torch.tensor(m.std).view(3, 1, 1) + torch.tensor(m.mean).view(3, 1, 1)
+    img = (img.clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
+    params = model.decode_params()
+    res = decode_panoptic(outputs["embedding"][0].detach(), outputs["sigma"][0].detach(),
+                          outputs["sigma_spatial"][0].detach(), outputs["seed"][0].detach(),
+                          params["class_means"], params["class_sigma"], cfg.classes, cfg.decoder, m.coord_scale)
+    writer.add_image("pred/overlay", overlay(img, res.panoptic.cpu().numpy(), cfg.classes), step, dataformats="HWC")
+    writer.add_image("pred/embedding_pca", embedding_to_rgb(outputs["embedding"][0].detach().cpu()), step,
+                     dataformats="HWC")
+    writer.add_image("pred/seed", outputs["seed"][0].detach().cpu(), step)

@@ -1,0 +1,315 @@
+"""Every parameter of the panoptic node, declared once: name, default, type, description, range / choices.
+
+``config/panoptic.yaml`` is the user-facing source of the node's defaults; :data:`PARAMETERS` repeats them so
+the node also runs without a parameters file, and ``test/ros/test_parameters.py`` checks the two agree.
+Tracker defaults are taken from :class:`hle_core.tracking.TrackerConfig` (defaults live once in code) and the
+YAML must equal them. Decoder thresholds default to a sentinel (``-1``) meaning "the value the model was
+tuned with" (the checkpoint / ONNX file carries its :class:`hle_core.config.DecoderConfig`), so the node never
+silently overrides a tuned decoder.
+
+Validation (:func:`validate_parameters`) is plain Python, testable without ROS: it coerces integers given
+for floating-point parameters (``-p x:=1``), refuses wrong types, out-of-range values and unknown choices, and
+reports every bad parameter at once, naming what it received and what it expected.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from hle_core.config import ConfigError, DecoderConfig
+from hle_core.tracking import TrackerConfig
+
+__all__ = [
+    "ParamSpec",
+    "PARAMETERS",
+    "PARAMETERS_BY_NAME",
+    "ParameterError",
+    "NodeParameters",
+    "validate_parameters",
+    "validate_one",
+    "load_yaml_parameters",
+    "default_parameters",
+    "BACKENDS",
+    "FALLBACKS",
+    "RELIABILITIES",
+    "EMBEDDING_MODES",
+    "USE_MODEL_VALUE",
+    "SIZE_MULTIPLE",
+]
+
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+FALLBACKS = ("onnxruntime", "torch", "auto", "none")
+RELIABILITIES = ("reliable", "best_effort")
+EMBEDDING_MODES = ("pca", "first3")
+#: Decoder parameters at this value keep the model's own (tuned) setting.
+USE_MODEL_VALUE = -1
+#: Network input sizes must be multiples of this (hle_core.pipeline pads / resizes to it).
+SIZE_MULTIPLE = 32
+_INT32_MAX = 2**31 - 1
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+class ParameterError(ValueError):
+    """One or more node parameters are invalid; the message lists each with the value received and expected."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One node parameter.
+
+    ``lo``/``hi`` bound numeric values (inclusive); ``choices`` enumerates string values; ``sentinel`` is a
+    value accepted outside ``lo..hi`` with a documented special meaning (here: "use the model's value").
+    """
+
+    name: str
+    default: Any
+    type: type                      # bool | int | float | str
+    description: str
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple[str, ...] | None = None
+    sentinel: Any = None
+
+    def constraints(self) -> str:
+        """Human-readable range / choices, as shown by ``ros2 param describe``."""
+        parts = []
+        if self.choices:
+            parts.append("one of " + " | ".join(self.choices))
+        if self.lo is not None or self.hi is not None:
+            lo = "-inf" if self.lo is None else f"{self.lo:g}"
+            hi = "+inf" if self.hi is None else f"{self.hi:g}"
+            parts.append(f"in [{lo}, {hi}]")
+        if self.sentinel is not None:
+            parts.append(f"or {self.sentinel} (use the model's value)")
+        return ", ".join(parts)
+
+
+_T = TrackerConfig()           # tracker defaults live in hle_core.tracking (code), the YAML repeats them
+_DECODER_FIELDS = {f.name for f in dataclasses.fields(DecoderConfig)}
+
+
+def _decoder(name: str, kind: type, lo: float, hi: float | None, what: str) -> ParamSpec:
+    if name not in _DECODER_FIELDS:
+        raise AttributeError(f"DecoderConfig has no field {name!r}")          # table out of date
+    return ParamSpec(f"decoder.{name}", kind(USE_MODEL_VALUE), kind, f"{what} (-1: the model's tuned value)",
+                     lo=lo, hi=hi, sentinel=kind(USE_MODEL_VALUE))
+
+
+#: The node's parameters, grouped. Order is the declaration order.
+PARAMETERS: tuple[ParamSpec, ...] = (
+    # --- lifecycle ------------------------------------------------------------------------------------------
+    ParamSpec("autostart", True, bool,
+              "walk the lifecycle node to 'active' by itself at start (configure + activate)"),
+    # --- model / backend ------------------------------------------------------------------------------------
+    ParamSpec("model", "", str,
+              "model file (required): an HLE checkpoint (.pt/.pth/.ckpt; any backend, exported to a cached ONNX "
+              "file for onnxruntime / TensorRT), an ONNX export (.onnx) or a TensorRT .engine"),
+    ParamSpec("backend", "auto", str,
+              "inference backend; auto = TensorRT with a GPU, then onnxruntime CUDA, torch CUDA, onnxruntime CPU",
+              choices=BACKENDS),
+    ParamSpec("device", "auto", str, "auto | cpu | cuda | cuda:N (auto: cuda when available, else cpu)"),
+    ParamSpec("fp16", False, bool, "half-precision inference on CUDA (ignored on the CPU)"),
+    ParamSpec("engine_cache_dir", "", str, "where TensorRT engines are cached ('' = the backend's default)"),
+    ParamSpec("force_rebuild", False, bool, "rebuild the TensorRT engine even when a cached one matches"),
+    ParamSpec("fallback", "auto", str,
+              "when the requested backend cannot run here: try onnxruntime | torch | auto (the rest of the auto "
+              "order) | none (refuse)", choices=FALLBACKS),
+    ParamSpec("workspace_mb", 1024, int, "TensorRT builder workspace [MiB]", lo=64, hi=1 << 20),
+    ParamSpec("intra_op_threads", 0, int, "onnxruntime intra-op threads (0: its default)", lo=0, hi=1024),
+    ParamSpec("input_height", 0, int,
+              "network input height in pixels, a multiple of 32 (0 with input_width 0: the image's own size, padded)",
+              lo=0, hi=16384),
+    ParamSpec("input_width", 0, int,
+              "network input width in pixels, a multiple of 32 (0 with input_height 0: the image's own size, padded)",
+              lo=0, hi=16384),
+    # --- decoding (§3.5); -1 keeps the model's tuned value ---------------------------------------------------
+    _decoder("seed_threshold", float, 0.0, 1.0, "seed score s_i a candidate centre needs"),
+    _decoder("merge_threshold", float, 0.0, 1.0, "Φ between two seeds above which they are one instance"),
+    _decoder("mask_threshold", float, 0.0, 1.0, "Φ(e_seed, e_k) above which a pixel joins the instance"),
+    _decoder("stuff_threshold", float, 0.0, 1.0, "ψ_k below which a stuff pixel becomes void"),
+    _decoder("min_instance_area", int, 0, _INT32_MAX, "smallest instance kept, pixels at decoder output resolution"),
+    _decoder("min_stuff_area", int, 0, _INT32_MAX, "smallest stuff segment kept, pixels at decoder output resolution"),
+    _decoder("max_seeds", int, 1, 100000, "candidate seeds kept before merging"),
+    _decoder("fast_downsample", int, 1, 16, "fast decode: >1 decodes on an embedding map this many times smaller"),
+    # --- tracking by mean embeddings (§4.5) -----------------------------------------------------------------
+    ParamSpec("tracking.enabled", True, bool, "associate thing instances across frames and publish track ids"),
+    ParamSpec("tracking.use_embeddings", _T.use_embeddings, bool,
+              "associate by mean embeddings (false: box-overlap-only baseline)"),
+    ParamSpec("tracking.max_cosine_distance", _T.max_cosine_distance, float,
+              "cosine-distance gate between a track's mean embedding and a detection", lo=0.0, hi=2.0),
+    ParamSpec("tracking.iou_gate", _T.iou_gate, float, "minimum box IoU for a match (0 disables the gate)",
+              lo=0.0, hi=1.0),
+    ParamSpec("tracking.class_gating", _T.class_gating, bool, "matches must share the category id"),
+    ParamSpec("tracking.embedding_weight", _T.embedding_weight, float,
+              "cost = w·d_cos + (1 - w)·(1 - IoU)", lo=0.0, hi=1.0),
+    ParamSpec("tracking.min_hits", _T.min_hits, int, "consecutive matches before a track gets a public id",
+              lo=1, hi=1000),
+    ParamSpec("tracking.max_age", _T.max_age, int, "frames a lost track is kept for re-identification",
+              lo=0, hi=100000),
+    ParamSpec("tracking.momentum", _T.momentum, float, "EMA momentum of a track's mean embedding, in [0, 1)",
+              lo=0.0, hi=0.999999),
+    ParamSpec("tracking.min_birth_score", _T.min_birth_score, float,
+              "detections scoring below this continue tracks but never start one", lo=0.0, hi=1.0),
+    # --- input ----------------------------------------------------------------------------------------------
+    ParamSpec("subscribe_compressed", False, bool,
+              "also subscribe to image/compressed (sensor_msgs/CompressedImage, decoded with OpenCV)"),
+    ParamSpec("max_pixels", 4096 * 4096, int, "images with more pixels than this are rejected unprocessed",
+              lo=1, hi=_INT32_MAX),
+    ParamSpec("qos.reliability", "best_effort", str,
+              "reliability of the image subscriptions (best_effort matches every publisher; outputs are "
+              "always reliable)", choices=RELIABILITIES),
+    ParamSpec("qos.depth", 1, int, "keep-last depth of subscriptions and publishers (1: frames never go stale)",
+              lo=1, hi=1000),
+    # --- outputs --------------------------------------------------------------------------------------------
+    ParamSpec("embedding_mode", "pca", str, "~/embedding colouring: PCA of the embedding or its first 3 dims "
+              "(paper Fig. 8)", choices=EMBEDDING_MODES),
+    ParamSpec("overlay_alpha", 0.5, float, "opacity of the class colours in ~/overlay", lo=0.0, hi=1.0),
+    ParamSpec("diagnostics.period", 1.0, float, "seconds between /diagnostics messages", lo=0.05, hi=3600.0),
+    ParamSpec("diagnostics.window", 300, int, "frames over which rate and latency percentiles are computed",
+              lo=2, hi=100000),
+)
+
+PARAMETERS_BY_NAME: dict[str, ParamSpec] = {p.name: p for p in PARAMETERS}
+
+
+def default_parameters() -> dict[str, Any]:
+    """``{name: default}`` from :data:`PARAMETERS`."""
+    return {p.name: p.default for p in PARAMETERS}
+
+
+def validate_one(spec: ParamSpec, value: Any) -> tuple[Any, str | None]:
+    """Coerce ``value`` to ``spec.type`` and check its range; returns ``(value, None)`` or ``(value, reason)``."""
+    t = spec.type
+    if t is bool:
+        if not isinstance(value, bool):
+            return value, f"expected true/false, got {value!r} ({type(value).__name__})"
+    elif t is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return value, f"expected an integer, got {value!r} ({type(value).__name__})"
+    elif t is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return value, f"expected a number, got {value!r} ({type(value).__name__})"
+        value = float(value)
+        if not math.isfinite(value):
+            return value, f"expected a finite number, got {value!r}"
+    elif t is str:
+        if not isinstance(value, str):
+            return value, (f"expected a string, got {value!r} ({type(value).__name__}); quote it, "
+                           f"e.g. -p {spec.name}:=\"'{value}'\"")
+    if spec.sentinel is not None and value == spec.sentinel:
+        return value, None
+    if spec.choices is not None and value not in spec.choices:
+        return value, f"expected one of {list(spec.choices)}, got {value!r}"
+    if (spec.lo is not None and value < spec.lo) or (spec.hi is not None and value > spec.hi):
+        return value, f"expected a value {spec.constraints()}, got {value!r}"
+    return value, None
+
+
+@dataclass(frozen=True)
+class NodeParameters:
+    """Validated parameter values (``values[name]``) and what the node builds from them."""
+
+    values: Mapping[str, Any]
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        h, w = self.values["input_height"], self.values["input_width"]
+        return None if h == 0 else (h, w)
+
+    def decoder_config(self, model_decoder: DecoderConfig) -> DecoderConfig:
+        """The model's decoder settings with every non-sentinel ``decoder.*`` parameter applied."""
+        changes = {spec.name.split(".", 1)[1]: self.values[spec.name] for spec in PARAMETERS
+                   if spec.name.startswith("decoder.") and self.values[spec.name] != spec.sentinel}
+        return dataclasses.replace(model_decoder, **changes)
+
+    def tracker_config(self) -> TrackerConfig | None:
+        """The tracker configuration, or None when ``tracking.enabled`` is false."""
+        if not self.values["tracking.enabled"]:
+            return None
+        fields = {f.name for f in dataclasses.fields(TrackerConfig)}
+        return TrackerConfig.from_dict({name: self.values[f"tracking.{name}"] for name in fields})
+
+
+def validate_parameters(values: Mapping[str, Any], check_files: bool = True) -> NodeParameters:
+    """Check every parameter of :data:`PARAMETERS` (missing ones take their default).
+
+    Raises:
+        ParameterError: listing every unknown or invalid parameter with the value received and what is expected.
+    """
+    errors: list[str] = []
+    unknown = sorted(set(values) - set(PARAMETERS_BY_NAME))
+    if unknown:
+        errors.append(f"unknown parameter(s) {unknown}")
+    out: dict[str, Any] = {}
+    bad: set[str] = set()
+    for spec in PARAMETERS:
+        value, reason = validate_one(spec, values.get(spec.name, spec.default))
+        if reason:
+            errors.append(f"{spec.name}: {reason}")
+            bad.add(spec.name)
+        out[spec.name] = value
+    errors.extend(_cross_checks(out, bad, check_files))
+    if errors:
+        raise ParameterError("invalid node parameters:\n  " + "\n  ".join(errors))
+    return NodeParameters(out)
+
+
+def _cross_checks(v: Mapping[str, Any], bad: set[str], check_files: bool) -> list[str]:
+    """Checks that involve several parameters or the file system; parameters already in ``bad`` are skipped."""
+    errors = []
+    if "model" in bad:
+        pass
+    elif not v["model"]:
+        errors.append("model: no model file given; set it, e.g. -p model:=/path/to/hle.pt "
+                      "(checkpoint) or .onnx")
+    elif check_files and not Path(v["model"]).expanduser().is_file():
+        errors.append(f"model: file not found: {v['model']!r}")
+    if "device" not in bad and not _DEVICE_RE.match(v["device"]):
+        errors.append(f"device: expected auto | cpu | cuda | cuda:N, got {v['device']!r}")
+    h, w = v["input_height"], v["input_width"]
+    if {"input_height", "input_width"} & bad:
+        pass
+    elif (h == 0) != (w == 0):
+        errors.append(f"input_height/input_width: set both or neither (0), got {h} x {w}")
+    elif h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
+        errors.append(f"input_height/input_width: must be multiples of {SIZE_MULTIPLE}, got {h} x {w}")
+    if not any(name.startswith("tracking.") for name in bad):
+        try:
+            NodeParameters(v).tracker_config()
+        except ConfigError as exc:
+            errors.append(str(exc))
+    return errors
+
+
+def load_yaml_parameters(path: str | Path, node_name: str = "/**") -> dict[str, Any]:
+    """Flatten the ``ros__parameters`` of ``node_name`` in a ROS 2 parameters file to ``{dotted.name: value}``."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"parameters file not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict) or node_name not in data:
+        raise ParameterError(f"{path}: no '{node_name}' section (keys: {list(data) if isinstance(data, dict) else data})")
+    section = data[node_name]
+    if not isinstance(section, dict) or "ros__parameters" not in section:
+        raise ParameterError(f"{path}: '{node_name}' has no 'ros__parameters' mapping")
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Mapping[str, Any]) -> None:
+        for key, value in node.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(value, dict):
+                walk(name, value)
+            else:
+                flat[name] = value
+
+    walk("", section["ros__parameters"])
+    return flat

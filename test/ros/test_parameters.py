@@ -1,0 +1,137 @@
+"""The node's parameter table against config/panoptic.yaml, and validation without ROS."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from hle_core.config import DecoderConfig
+from hle_core.tracking import TrackerConfig
+from hle_ros.parameters import (
+    PARAMETERS,
+    PARAMETERS_BY_NAME,
+    USE_MODEL_VALUE,
+    ParameterError,
+    default_parameters,
+    load_yaml_parameters,
+    validate_parameters,
+)
+
+YAML = Path(__file__).resolve().parents[2] / "config" / "panoptic.yaml"
+
+
+@pytest.fixture()
+def model_file(tmp_path: Path) -> str:
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"not read by validation")
+    return str(path)
+
+
+def test_yaml_is_the_table_exactly() -> None:
+    yaml_values = load_yaml_parameters(YAML)
+    table = default_parameters()
+    assert sorted(yaml_values) == sorted(table)
+    for name, value in yaml_values.items():
+        spec = PARAMETERS_BY_NAME[name]
+        assert value == table[name], name
+        # same ROS type: an int written for a float parameter would be declared as an integer by ROS
+        assert type(value) is spec.type, f"{name}: YAML has {type(value).__name__}, table {spec.type.__name__}"
+
+
+def test_tracker_defaults_come_from_the_library() -> None:
+    ref = TrackerConfig()
+    for f in dataclasses.fields(TrackerConfig):
+        assert PARAMETERS_BY_NAME[f"tracking.{f.name}"].default == getattr(ref, f.name)
+
+
+def test_decoder_parameters_cover_the_decoder_config() -> None:
+    names = {p.name.split(".", 1)[1] for p in PARAMETERS if p.name.startswith("decoder.")}
+    # nms_kernel is a property of the trained decoder layout, not a run-time knob
+    assert names == {f.name for f in dataclasses.fields(DecoderConfig)} - {"nms_kernel"}
+
+
+def test_every_parameter_is_described() -> None:
+    for spec in PARAMETERS:
+        assert spec.description.strip(), spec.name
+        assert type(spec.default) is spec.type, spec.name
+
+
+def test_defaults_are_valid_once_a_model_is_given(model_file: str) -> None:
+    p = validate_parameters({"model": model_file})
+    assert p.input_size is None
+    assert p.decoder_config(DecoderConfig(seed_threshold=0.123)).seed_threshold == 0.123   # model value kept
+    assert p.tracker_config() == TrackerConfig()
+
+
+def test_model_is_required_and_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ParameterError, match="model: no model file given"):
+        validate_parameters({})
+    with pytest.raises(ParameterError, match="model: file not found: '.*nope.pt'"):
+        validate_parameters({"model": str(tmp_path / "nope.pt")})
+
+
+def test_integers_are_accepted_for_floats(model_file: str) -> None:
+    p = validate_parameters({"model": model_file, "decoder.seed_threshold": 1, "overlay_alpha": 0})
+    assert p["decoder.seed_threshold"] == 1.0 and isinstance(p["decoder.seed_threshold"], float)
+    assert p.decoder_config(DecoderConfig()).seed_threshold == 1.0
+
+
+@pytest.mark.parametrize("name,value,expected", [
+    ("backend", "tensorflow", "backend: expected one of \\['auto', 'tensorrt', 'onnxruntime', 'torch'\\], got 'tensorflow'"),
+    ("qos.depth", 0, "qos.depth: expected a value in \\[1, 1000\\], got 0"),
+    ("qos.depth", True, "qos.depth: expected an integer, got True"),
+    ("qos.reliability", "sometimes", "qos.reliability: expected one of"),
+    ("decoder.seed_threshold", 1.5, "decoder.seed_threshold: expected a value in \\[0, 1\\], or -1.0"),
+    ("decoder.seed_threshold", "high", "decoder.seed_threshold: expected a number, got 'high'"),
+    ("decoder.max_seeds", 0, "decoder.max_seeds: expected a value in \\[1, 100000\\], or -1"),
+    ("tracking.momentum", 1.0, "tracking.momentum: expected a value in"),
+    ("fp16", "yes", "fp16: expected true/false, got 'yes'"),
+    ("device", "gpu", "device: expected auto | cpu | cuda | cuda:N, got 'gpu'"),
+    ("embedding_mode", "tsne", "embedding_mode: expected one of \\['pca', 'first3'\\]"),
+    ("model", 5, "model: expected a string, got 5"),
+    ("max_pixels", -1, "max_pixels: expected a value in"),
+    ("overlay_alpha", float("nan"), "overlay_alpha: expected a finite number"),
+])
+def test_invalid_values_are_refused_with_a_clear_message(model_file, name, value, expected) -> None:
+    with pytest.raises(ParameterError, match=expected):
+        validate_parameters({"model": model_file, name: value})
+
+
+def test_input_size_rules(model_file: str) -> None:
+    assert validate_parameters({"model": model_file, "input_height": 512, "input_width": 1024}).input_size == (512, 1024)
+    with pytest.raises(ParameterError, match="set both or neither"):
+        validate_parameters({"model": model_file, "input_height": 512})
+    with pytest.raises(ParameterError, match="multiples of 32, got 500 x 1024"):
+        validate_parameters({"model": model_file, "input_height": 500, "input_width": 1024})
+
+
+def test_all_errors_are_reported_at_once() -> None:
+    with pytest.raises(ParameterError) as info:
+        validate_parameters({"backend": "x", "qos.depth": 0, "bogus": 1, "device": "tpu"})
+    text = str(info.value)
+    for fragment in ("unknown parameter(s) ['bogus']", "backend:", "qos.depth:", "device:", "model:"):
+        assert fragment in text
+
+
+def test_decoder_sentinel_keeps_model_values_and_overrides_apply(model_file: str) -> None:
+    tuned = DecoderConfig(seed_threshold=0.31, mask_threshold=0.62, min_stuff_area=100, fast_downsample=2)
+    p = validate_parameters({"model": model_file, "decoder.mask_threshold": 0.7, "decoder.fast_downsample": 4})
+    got = p.decoder_config(tuned)
+    assert got == dataclasses.replace(tuned, mask_threshold=0.7, fast_downsample=4)
+    assert PARAMETERS_BY_NAME["decoder.min_stuff_area"].default == USE_MODEL_VALUE
+
+
+def test_tracking_switch_and_values(model_file: str) -> None:
+    assert validate_parameters({"model": model_file, "tracking.enabled": False}).tracker_config() is None
+    cfg = validate_parameters({"model": model_file, "tracking.min_hits": 1, "tracking.iou_gate": 0.3}).tracker_config()
+    assert (cfg.min_hits, cfg.iou_gate) == (1, 0.3)
+
+
+def test_yaml_loader_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        load_yaml_parameters(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("hle_panoptic:\n  other: 1\n")
+    with pytest.raises(ParameterError, match="no '/\\*\\*' section"):
+        load_yaml_parameters(bad)
