@@ -45,6 +45,7 @@ setup(
         "console_scripts": [
             "hle = hle_core.cli:main",
             "panoptic_node = hle_ros.panoptic_node:main",
+            "hle_bag_play = hle_ros.bag_play:main",
         ],
     },
 )

@@ -11,16 +11,20 @@ included, median of ``--repeats``):
   in the tool venv made by ``scripts/panopticapi_venv.sh``;
 * ``hotcoco.panoptic.pq_compute`` if hotcoco is installed in that venv (``WITH_HOTCOCO=1``).
 
-Then it checks the numbers agree and prints where the time of the in-process evaluation goes (PNG decoding,
-RGB -> id, joint histogram, matching). Example::
+Besides the wall clock (the criterion), each run's CPU time (user + sys of the child processes) is recorded:
+on a shared, loaded machine it is far less noisy than the wall clock, and for single-process tools it is what
+the wall clock would be on an idle machine. The load average is printed before and after. Then it checks the
+numbers agree, times the fixed start-up cost (one image pair) and prints where the CPU time of the in-process
+evaluation goes (PNG decoding, RGB -> id, joint histogram, matching). Example::
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_pq.py --pairs 60 --height 512 --width 1024
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_pq.py --pairs 60 --height 512 --width 1024 --repeats 5
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -220,13 +224,21 @@ json.dump(pq_compute(gt_json, pred_json, gt_folder, pred_folder), open(out, "w")
 """
 
 
-def _time_process(cmd: list[str], repeats: int) -> tuple[float, list[float]]:
-    times = []
+def _time_process(cmd: list[str], repeats: int) -> tuple[float, list[float], list[float]]:
+    """Median wall clock, every run's wall clock and every run's CPU time (user + sys of the child), seconds."""
+    times, cpus = [], []
     for _ in range(repeats):
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), times
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
+    return statistics.median(times), times, cpus
+
+
+def _load() -> str:
+    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
 def _max_diff(ours: dict, ref: dict) -> float:
@@ -243,7 +255,7 @@ def _max_diff(ours: dict, ref: dict) -> float:
 # ----------------------------------------------------------------------------------------------------
 # in-process profile of hle's evaluation, stage by stage, one worker
 def profile(paths: dict[str, Path]) -> dict[str, float]:
-    """Seconds per stage over all pairs: JSON + tables, PNG decode, RGB -> id, joint histogram, matching."""
+    """CPU seconds per stage over all pairs: JSON + tables, PNG decode, RGB -> id, joint histogram, matching."""
     import cv2
 
     from hle_core.evaluation import pq as P
@@ -251,31 +263,31 @@ def profile(paths: dict[str, Path]) -> dict[str, float]:
 
     t = dict.fromkeys(("json + segment tables", "PNG decode (cv2)", "RGB -> id", "joint histogram",
                        "matching + stats"), 0.0)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     gt = json.loads(paths["gt_json"].read_text())
     pred = json.loads(paths["pred_json"].read_text())
     cats = P.Categories.from_coco(gt["categories"])
     by_id = {a["image_id"]: a for a in pred["annotations"]}
-    t["json + segment tables"] += time.perf_counter() - t0
+    t["json + segment tables"] += time.process_time() - t0
     stats = P.PQStats(cats)
     bufs: dict[str, np.ndarray] = {}
     for g_ann in gt["annotations"]:
         p_ann = by_id[g_ann["image_id"]]
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         g = P._segment_table(g_ann, cats, cats.index, "gt", True)
         p = P._segment_table(p_ann, cats, cats.index, "pred", False)
-        t1 = time.perf_counter()
+        t1 = time.process_time()
         g_bgr = cv2.imdecode(np.fromfile(str(paths["gt_folder"] / g_ann["file_name"]), np.uint8), cv2.IMREAD_UNCHANGED)
         p_bgr = cv2.imdecode(np.fromfile(str(paths["pred_folder"] / p_ann["file_name"]), np.uint8),
                              cv2.IMREAD_UNCHANGED)
-        t2 = time.perf_counter()
+        t2 = time.process_time()
         g_ids, p_ids = _bgr_to_id(g_bgr, bufs.get("g")), _bgr_to_id(p_bgr, bufs.get("p"))   # as in pq.py
         bufs["g"], bufs["p"] = g_ids.base, p_ids.base
-        t3 = time.perf_counter()
+        t3 = time.process_time()
         inter, _, _ = P._joint_histogram(g_ids, p_ids, g.ids, p.ids)   # as evaluate_coco_pair
-        t4 = time.perf_counter()
+        t4 = time.process_time()
         P.image_stats(inter, g, p, cats, stats)
-        t5 = time.perf_counter()
+        t5 = time.process_time()
         for key, dt in zip(t, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
             t[key] += dt
     return t
@@ -324,33 +336,55 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"panopticapi tool venv not found at {papi}: run scripts/panopticapi_venv.sh")
         env_note = f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, {os.cpu_count()} CPU cores"
+        load_before = _load()
         times = {name: [] for name in runs}
+        cpus = {name: [] for name in runs}
         for _ in range(args.repeats):          # interleaved, so load drift hits every tool alike
             for name, (cmd, _) in runs.items():
-                times[name].extend(_time_process(cmd, 1)[1])
+                _, wall, cpu = _time_process(cmd, 1)
+                times[name].extend(wall)
+                cpus[name].extend(cpu)
+        load_after = _load()
         ref_name = "panopticapi pq_compute_single_core"
         ref = json.loads(runs[ref_name][1].read_text()) if ref_name in runs else None
         ref_t = statistics.median(times[ref_name]) if ref_name in runs else None
-        print(f"\nwhole process, wall clock, median of {args.repeats} ({env_note}):")
-        print(f"{'tool':40s} {'median s':>9s} {'runs s':>24s} {'vs panopticapi':>15s} {'max |diff|':>11s}")
+        ref_c = statistics.median(cpus[ref_name]) if ref_name in runs else None
+        print(f"\nwhole process, median of {args.repeats} ({env_note}; {load_before} before, {load_after} after):")
+        print(f"{'tool':34s} {'wall s':>7s} {'runs (wall s)':>30s} {'x papi':>7s} {'CPU s':>7s} {'x papi':>7s} "
+              f"{'max |diff|':>10s}")
         for name, (_, out) in runs.items():
-            med = statistics.median(times[name])
+            med, cpu = statistics.median(times[name]), statistics.median(cpus[name])
             speed = f"{ref_t / med:.1f}x" if ref_t else "-"
+            cspeed = f"{ref_c / cpu:.1f}x" if ref_c else "-"
             diff = "-"
             if ref is not None and name != ref_name:
                 res = json.loads(out.read_text())
                 if "per_class" in res and not isinstance(next(iter(res["per_class"])), str):
                     res["per_class"] = {str(k): v for k, v in res["per_class"].items()}
                 diff = f"{_max_diff(res, ref):.1e}"
-            print(f"{name:40s} {med:9.3f} {' '.join(f'{x:.3f}' for x in times[name]):>24s} {speed:>15s} {diff:>11s}")
+            runs_s = " ".join(f"{x:.2f}" for x in times[name])
+            print(f"{name:34s} {med:7.3f} {runs_s:>30s} {speed:>7s} {cpu:7.3f} {cspeed:>7s} {diff:>10s}")
 
+        # fixed cost: python alone, the imports of the evaluation, and a whole `hle evaluate pq` of one pair
+        one = data / "one_pair"
+        one.mkdir(exist_ok=True)
+        for key in ("gt_json", "pred_json"):
+            full = json.loads(paths[key].read_text())
+            full["annotations"] = full["annotations"][:1]
+            (one / paths[key].name).write_text(json.dumps(full))
+        one_cmd = [*hle, *hle_args, "--workers", "1"]
+        one_cmd[one_cmd.index(str(paths["gt_json"]))] = str(one / paths["gt_json"].name)
+        one_cmd[one_cmd.index(str(paths["pred_json"]))] = str(one / paths["pred_json"].name)
         start = [sys.executable, "-c", "import hle_core.evaluation.pq, hle_core.evaluation.png_io"]
         bare = [sys.executable, "-c", "pass"]
-        print(f"\nstart-up: python alone {_time_process(bare, 3)[0] * 1e3:.0f} ms, "
-              f"+ numpy/cv2/hle_core.evaluation {_time_process(start, 3)[0] * 1e3:.0f} ms")
+        print("\nstart-up, median of 5 (wall / CPU ms): " + ", ".join(
+            f"{what} {1e3 * r[0]:.0f} / {1e3 * statistics.median(r[2]):.0f}"
+            for what, r in (("python alone", _time_process(bare, 5)),
+                            ("+ numpy/cv2/hle_core.evaluation", _time_process(start, 5)),
+                            ("hle evaluate pq of 1 pair", _time_process(one_cmd, 5)))))
         prof = profile(paths)
         total = sum(prof.values())
-        print(f"in-process profile, 1 worker, {args.pairs} pairs ({total * 1e3:.0f} ms):")
+        print(f"in-process CPU profile, 1 worker, {args.pairs} pairs ({total * 1e3:.0f} ms):")
         for k, v in prof.items():
             print(f"  {k:24s} {v * 1e3:8.1f} ms  {v / args.pairs * 1e3:6.2f} ms/pair  {100 * v / total:5.1f} %")
     finally:

@@ -27,8 +27,11 @@ class CommandModuleError(TypeError):
     """A module of the commands package does not follow the ``add_parser`` / ``set_defaults(func=...)`` contract."""
 
 
-def build_parser(commands_package: str = COMMANDS_PACKAGE) -> argparse.ArgumentParser:
+def build_parser(commands_package: str = COMMANDS_PACKAGE, only: str | None = None) -> argparse.ArgumentParser:
     """The ``hle`` argument parser with one subcommand per public module of ``commands_package``.
+
+    ``only``: register just this module's subcommand(s) (:func:`main` passes the command named on the command
+    line, so one command's start-up does not import or compile the others).
 
     Raises:
         CommandModuleError: a command module has no callable ``add_parser``, or its parser sets no ``func``.
@@ -43,6 +46,8 @@ def build_parser(commands_package: str = COMMANDS_PACKAGE) -> argparse.ArgumentP
 
     package = importlib.import_module(commands_package)
     names = sorted(m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_"))
+    if only is not None:
+        names = [n for n in names if n == only]
     for name in names:
         module = importlib.import_module(f"{commands_package}.{name}")
         add_parser = getattr(module, "add_parser", None)
@@ -67,7 +72,8 @@ def main(argv: Sequence[str] | None = None, commands_package: str = COMMANDS_PAC
     A command's bad-input errors (:class:`~hle_core.config.ConfigError`, ``FileNotFoundError``) print one line
     and exit 2; anything else propagates with its traceback.
     """
-    parser = build_parser(commands_package)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(commands_package, only=_named_command(argv, commands_package))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
@@ -80,6 +86,18 @@ def main(argv: Sequence[str] | None = None, commands_package: str = COMMANDS_PAC
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _named_command(argv: Sequence[str], commands_package: str) -> str | None:
+    """The command module named by the first non-option argument (``tune-decoder`` -> ``tune_decoder``), or None
+    (no command, ``--help``, an unknown name: the full parser then lists or rejects it)."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    if first is None:
+        return None
+    name = first.replace("-", "_")
+    package = importlib.import_module(commands_package)
+    known = {m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_")}
+    return name if name in known else None
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 __all__ = [
     "VOID_ID",
@@ -24,6 +26,7 @@ __all__ = [
     "HLEConfig",
     "ConfigError",
     "load_config",
+    "load_class_table",
     "street_class_table",
 ]
 
@@ -99,14 +102,58 @@ class ClassTable:
         return [dataclasses.asdict(c) | {"color": list(c.color)} for c in self.classes]
 
     @classmethod
-    def from_list(cls, items: list[Mapping[str, Any]]) -> "ClassTable":
-        try:
-            return cls(tuple(
-                ClassInfo(int(d["id"]), str(d["name"]), bool(d["isthing"]),
-                          tuple(int(v) for v in d.get("color", (128, 128, 128))))  # type: ignore[arg-type]
-                for d in items))
-        except (KeyError, TypeError) as exc:
-            raise ConfigError(f"bad class table entry: {exc}") from exc
+    def from_list(cls, items: Sequence[Mapping[str, Any]], where: str = "classes") -> "ClassTable":
+        """Entries ``{id, name, isthing[, color]}`` in the COCO ``categories`` layout: ``isthing`` may be
+        true/false or 0/1, ``color`` defaults to grey, extra keys (``supercategory``) are ignored.
+        ``where`` names the list in error messages."""
+        if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
+            raise ConfigError(f"{where} must be a list of {{id, name, isthing, color}} entries, got {items!r}")
+        return cls(tuple(_class_info(d, f"{where}[{i}]") for i, d in enumerate(items)))
+
+
+def _class_info(d: Any, where: str) -> ClassInfo:
+    """One class-table entry, every field checked (bool('no') is True, so no silent casts)."""
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"bad class table entry {where}: expected a mapping, got {d!r}")
+    missing = [k for k in ("id", "name", "isthing") if k not in d]
+    if missing:
+        raise ConfigError(f"bad class table entry {where}: missing {missing} in {dict(d)!r}")
+    cid, name, isthing = d["id"], d["name"], d["isthing"]
+    if isinstance(cid, bool) or not isinstance(cid, int):
+        raise ConfigError(f"bad class table entry {where}: id must be an integer, got {cid!r}")
+    if not isinstance(name, str):
+        raise ConfigError(f"bad class table entry {where}: name must be a string, got {name!r}")
+    if not (isinstance(isthing, bool) or (isinstance(isthing, int) and isthing in (0, 1))):
+        raise ConfigError(f"bad class table entry {where}: isthing must be true/false (or 0/1 as in COCO), "
+                          f"got {isthing!r}")
+    color = d.get("color", (128, 128, 128))
+    if (not isinstance(color, (list, tuple)) or len(color) != 3
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in color)):
+        raise ConfigError(f"bad class table entry {where}: color must be 3 integers in 0..255 (R, G, B), "
+                          f"got {color!r}")
+    return ClassInfo(cid, name, bool(isthing), tuple(color))  # type: ignore[arg-type]
+
+
+def load_class_table(path: str | Path) -> ClassTable:
+    """Classes from a COCO-style categories JSON, in file order.
+
+    Either a COCO panoptic annotation file (a mapping with ``categories``: COCO's
+    ``annotations/panoptic_val2017.json`` has 133 = 80 things + 53 stuff; Mapillary Vistas'
+    ``panoptic_2018.json`` 65) or a bare list of categories (panopticapi's ``panoptic_coco_categories.json``).
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read class file {path}: {exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"class file {path}: not valid JSON ({exc})") from exc
+    if isinstance(data, Mapping):
+        if "categories" not in data:
+            raise ConfigError(f"class file {path}: a mapping without 'categories' (expected a COCO panoptic "
+                              f"JSON or a list of categories)")
+        data = data["categories"]
+    return ClassTable.from_list(data, where=f"{path}: categories")
 
 
 def street_class_table() -> ClassTable:
@@ -207,7 +254,8 @@ class HLEConfig:
             raise ConfigError(f"unknown top-level config keys: {sorted(unknown)}")
         cfg = cls()
         if "classes" in data:
-            cfg.classes = ClassTable.from_list(data["classes"])
+            classes = _resolve_classes(data["classes"], (), "classes")      # a path: relative to the CWD
+            cfg.classes = classes if isinstance(classes, ClassTable) else ClassTable.from_list(classes)
         for name in ("model", "loss", "decoder"):
             if name in data and data[name] is not None:
                 setattr(cfg, name, _dc_update(getattr(cfg, name), data[name], name))
@@ -256,9 +304,16 @@ class HLEConfig:
         return copy.deepcopy(self)
 
 
-def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> HLEConfig:
-    """Defaults, then the ``hle:`` section (or whole file) of a YAML file, then ``overrides``."""
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None, *,
+                base_dir: str | Path | None = None) -> HLEConfig:
+    """Defaults, then the ``hle:`` section (or whole file) of a YAML file, then ``overrides``.
+
+    ``classes`` may be a path string to a COCO-style categories JSON (:func:`load_class_table`); a relative
+    path is looked up in the YAML file's folder (``base_dir`` when given, e.g. a recipe's folder for
+    ``overrides`` read from it), then in the current working directory.
+    """
     cfg = HLEConfig()
+    dirs = [Path(base_dir)] if base_dir is not None else []
     if path is not None:
         import yaml
 
@@ -268,12 +323,35 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping at top level, got {type(data).__name__}")
-        section = data.get("hle", data)
-        section = {k: v for k, v in section.items() if k in ("classes", "model", "loss", "decoder")}
+        if "hle" in data:
+            section = data["hle"] if data["hle"] is not None else {}     # `hle:` left empty: defaults
+            if not isinstance(section, dict):
+                raise ConfigError(f"{path}: 'hle' must be a mapping, got {type(section).__name__}")
+        else:   # a file that is a whole HLEConfig (other top-level keys belong to other readers)
+            section = {k: v for k, v in data.items() if k in ("classes", "model", "loss", "decoder")}
+        if "classes" in section:
+            section = {**section, "classes": _resolve_classes(section["classes"], dirs or [path.parent],
+                                                              f"{path}: hle.classes")}
         cfg = cfg.override(section)
     if overrides:
+        if "classes" in overrides:
+            overrides = {**overrides, "classes": _resolve_classes(overrides["classes"], dirs, "hle.classes")}
         cfg = cfg.override(overrides)
     return cfg
+
+
+def _resolve_classes(value: Any, dirs: Sequence[Path], where: str) -> Any:
+    """``value`` unchanged unless it is a path string: then the class table read from that JSON, found in
+    ``dirs`` first, then in the CWD."""
+    if not isinstance(value, str):
+        return value
+    rel = Path(value).expanduser()
+    candidates = [rel] if rel.is_absolute() else [d / rel for d in dirs] + [Path.cwd() / rel]
+    for candidate in candidates:
+        if candidate.is_file():
+            return load_class_table(candidate).to_list()
+    raise ConfigError(f"{where}: class file {value!r} not found (looked for {[str(c) for c in candidates]}); "
+                      f"give a COCO panoptic JSON or a categories list, or the classes inline")
 
 
 # ----------------------------------------------------------------------------------------
@@ -292,16 +370,35 @@ def _dc_update(obj: Any, values: Mapping[str, Any], section: str) -> Any:
     unknown = set(values) - set(known)
     if unknown:
         raise ConfigError(f"unknown keys in {section}: {sorted(unknown)}; known: {sorted(known)}")
+    hints = typing.get_type_hints(type(obj))
     kwargs = {}
     for name, value in values.items():
         default = getattr(obj, name)
-        kwargs[name] = _coerce(value, default, f"{section}.{name}")
+        kwargs[name] = _coerce(value, default, f"{section}.{name}", hints.get(name))
     return dataclasses.replace(obj, **kwargs)
 
 
-def _coerce(value: Any, default: Any, name: str) -> Any:
-    if value is None or default is None:
-        return value
+#: an example value of each type an optional field (``X | None``) may hold, for :func:`_coerce`
+_EXAMPLE = {bool: False, int: 0, float: 0.0, str: ""}
+_TYPE_WORD = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _coerce(value: Any, default: Any, name: str, hint: Any = None) -> Any:
+    """``value`` checked against the type of the field's ``default`` (or, for an optional field whose default
+    is None, against its annotation ``hint``)."""
+    optional = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+    kinds = [a for a in typing.get_args(hint) if a is not type(None)] if optional else []
+    if value is None:
+        if default is None or optional or hint is None:
+            return None
+        raise ConfigError(f"{name} must not be null (expected {_TYPE_WORD.get(type(default), 'a value')})")
+    if default is None:
+        if len(kinds) != 1 or kinds[0] not in _EXAMPLE:
+            return value
+        try:
+            return _coerce(value, _EXAMPLE[kinds[0]], name)
+        except ConfigError:
+            raise ConfigError(f"{name} must be {_TYPE_WORD[kinds[0]]} or null, got {value!r}") from None
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{name} must be true/false, got {value!r}")

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import DecoderConfig
-from .decoding import decode_panoptic
+from .decoding import decode_panoptic, variant_inputs
 from .runtime.base import Backend
 
 __all__ = ["Pipeline", "FrameResult", "InputImageError"]
@@ -129,10 +129,10 @@ class Pipeline:
             torch.cuda.synchronize(self.device)
         t2 = time.perf_counter()
         maps = {k: v[0, :, :h, :w] for k, v in out.items()}               # C x h x w, padding cropped
-        params = self.backend.decode_params
+        maps, params = variant_inputs(maps, self.backend.decode_params, self.config.loss.split_embedding)
         result = decode_panoptic(maps["embedding"], maps["sigma"], maps["sigma_spatial"], maps["seed"],
                                  params["class_means"], params["class_sigma"], self.classes, self.decoder,
-                                 self.config.model.coord_scale)
+                                 self.config.model.coord_scale, semantic_logits=maps.get("semantic_logits"))
         panoptic = result.panoptic
         areas, boxes = result.areas, result.boxes
         H, W = image.shape[:2]

@@ -1,20 +1,25 @@
 """Messages ↔ numpy, by hand (no cv_bridge), and the PanopticSegmentation message built from a FrameResult.
 
-Plain functions, testable without a running node. Image → array conversions return *views* of the message
-buffer (``np.frombuffer`` + a reshape over ``step``), honouring row padding and ``is_bigendian``; the only copy
-of an input frame is the one the pipeline makes when it uploads the image. Every refusal raises
-:class:`ImageConversionError`, whose ``reason`` (one of :data:`REJECT_REASONS`) feeds the node's counters.
+Plain functions, testable without a running node. The pixel codecs (image → array views honouring row padding
+and ``is_bigendian``, compressed decoding, :class:`ImageConversionError` with a ``reason`` from
+:data:`REJECT_REASONS` that feeds the node's counters) are ROS-free and live in :mod:`hle_core.image_codec`
+(bag evaluation uses them on rosbags messages); they are re-exported here. This module adds what needs the rclpy
+message classes: ``sensor_msgs/Image`` construction and the ``PanopticSegmentation`` message, whose field
+values come from :mod:`hle_core.message_fields`.
 """
 from __future__ import annotations
 
 import array
-import sys
 from typing import Any
 
 import numpy as np
-from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
+from sensor_msgs.msg import Image, RegionOfInterest
 
-from hle_core.config import LABEL_DIVISOR, ClassTable
+from hle_core.config import ClassTable
+# The pixel codecs are ROS-free and live in hle_core (bag evaluation uses them too); re-exported here.
+from hle_core.image_codec import (ENCODINGS, INFERENCE_ENCODINGS, REJECT_REASONS, ImageConversionError, as_rgb,
+                                  compressed_to_rgb, encode_array, image_to_array, image_to_rgb)
+from hle_core.message_fields import class_table_fields, instance_fields
 
 __all__ = [
     "ENCODINGS",
@@ -30,136 +35,6 @@ __all__ = [
     "build_panoptic_msg",
 ]
 
-#: encoding → (dtype, channels) of the encodings this module reads and writes.
-ENCODINGS: dict[str, tuple[np.dtype, int]] = {
-    "rgb8": (np.dtype(np.uint8), 3),
-    "bgr8": (np.dtype(np.uint8), 3),
-    "rgba8": (np.dtype(np.uint8), 4),
-    "bgra8": (np.dtype(np.uint8), 4),
-    "mono8": (np.dtype(np.uint8), 1),
-    "8UC1": (np.dtype(np.uint8), 1),
-    "8UC3": (np.dtype(np.uint8), 3),
-    "mono16": (np.dtype(np.uint16), 1),
-    "16UC1": (np.dtype(np.uint16), 1),
-    "32SC1": (np.dtype(np.int32), 1),
-    "32FC1": (np.dtype(np.float32), 1),
-}
-#: Encodings the node runs the network on.
-INFERENCE_ENCODINGS = ("rgb8", "bgr8", "mono8", "rgba8", "bgra8")
-#: Why a frame was refused (the keys of the node's rejection counters).
-REJECT_REASONS = ("encoding", "empty", "step", "size", "too_large", "decode")
-
-
-class ImageConversionError(ValueError):
-    """An image message cannot be converted; ``reason`` is one of :data:`REJECT_REASONS`."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        if reason not in REJECT_REASONS:
-            raise ValueError(f"unknown rejection reason {reason!r}, expected one of {REJECT_REASONS}")
-        super().__init__(message)
-        self.reason = reason
-
-
-def _check_size(height: int, width: int, max_pixels: int | None, what: str) -> None:
-    if height == 0 or width == 0:
-        raise ImageConversionError("empty", f"{what} is empty: {width}x{height}")
-    if max_pixels is not None and height * width > max_pixels:
-        raise ImageConversionError(
-            "too_large", f"{what} has {width}x{height} = {height * width} pixels, more than max_pixels={max_pixels}")
-
-
-def image_to_array(msg: Image, max_pixels: int | None = None) -> np.ndarray:
-    """View of a ``sensor_msgs/Image``'s pixels: ``(H, W)`` for one channel, ``(H, W, C)`` otherwise.
-
-    Honours ``step`` (padded rows) and ``is_bigendian`` (multi-byte encodings get a byte-order-marked dtype,
-    e.g. ``>i4``, so values are right without a copy). Channel order is the encoding's (bgr8 stays BGR).
-
-    Raises:
-        ImageConversionError: unknown encoding, empty image, more than ``max_pixels`` pixels (checked before
-            the data is touched), ``step`` shorter than a row, or ``len(data) != step * height``.
-    """
-    if msg.encoding not in ENCODINGS:
-        raise ImageConversionError(
-            "encoding", f"unsupported image encoding {msg.encoding!r}, expected one of {sorted(ENCODINGS)}")
-    dtype, channels = ENCODINGS[msg.encoding]
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    _check_size(height, width, max_pixels, f"{msg.encoding} image")
-    row_bytes = width * channels * dtype.itemsize
-    if step < row_bytes:
-        raise ImageConversionError(
-            "step", f"step {step} is shorter than a row of {width} {msg.encoding} pixels ({row_bytes} bytes)")
-    if len(msg.data) != step * height:
-        raise ImageConversionError(
-            "size", f"data holds {len(msg.data)} bytes, expected step * height = {step} * {height} = {step * height}")
-    if dtype.itemsize > 1:
-        dtype = dtype.newbyteorder(">" if msg.is_bigendian else "<")
-    rows = np.frombuffer(msg.data, np.uint8).reshape(height, step)[:, :row_bytes]   # H x row_bytes, a view
-    pixels = rows.view(dtype)                                                         # H x (W*C)
-    return pixels.reshape(height, width) if channels == 1 else pixels.reshape(height, width, channels)
-
-
-def image_to_rgb(msg: Image, max_pixels: int | None = None) -> np.ndarray:
-    """View of an rgb8 / bgr8 / rgba8 / bgra8 image as ``(H, W, 3)`` uint8 RGB, or of a mono8 one as ``(H, W)``.
-
-    Channel reordering and alpha dropping are negative / sliced strides, not copies.
-
-    Raises:
-        ImageConversionError: as :func:`image_to_array`, and reason ``encoding`` for any other encoding.
-    """
-    if msg.encoding not in INFERENCE_ENCODINGS:
-        raise ImageConversionError(
-            "encoding", f"image encoding {msg.encoding!r} is not accepted, expected one of {list(INFERENCE_ENCODINGS)}")
-    return _reorder(image_to_array(msg, max_pixels), msg.encoding)
-
-
-def _reorder(arr: np.ndarray, encoding: str) -> np.ndarray:
-    if encoding in ("rgb8", "mono8"):
-        return arr
-    if encoding == "bgr8":
-        return arr[..., ::-1]                          # H x W x 3, RGB view
-    if encoding == "rgba8":
-        return arr[..., :3]
-    if encoding == "bgra8":
-        return arr[..., 2::-1]
-    raise ValueError(f"no channel reordering for {encoding!r}")
-
-
-def compressed_to_rgb(msg: CompressedImage, max_pixels: int | None = None) -> np.ndarray:
-    """Decode a ``sensor_msgs/CompressedImage`` (JPEG, PNG, ... via ``cv2.imdecode``) to RGB ``(H, W, 3)``
-    or mono ``(H, W)`` uint8.
-
-    Raises:
-        ImageConversionError: ``empty`` (no data), ``decode`` (OpenCV cannot decode it), ``encoding`` (decodes
-            to something other than 8-bit gray / BGR / BGRA, e.g. a 16-bit PNG), ``too_large``.
-    """
-    import cv2
-
-    if len(msg.data) == 0:
-        raise ImageConversionError("empty", f"compressed image ({msg.format!r}) has no data")
-    img = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ImageConversionError("decode", f"OpenCV cannot decode the {len(msg.data)}-byte {msg.format!r} image")
-    if img.dtype != np.uint8:
-        raise ImageConversionError("encoding", f"compressed image decodes to {img.dtype}, expected 8-bit")
-    _check_size(img.shape[0], img.shape[1], max_pixels, f"decoded {msg.format!r} image")
-    if img.ndim == 2:
-        return img
-    channels = img.shape[2]
-    if channels == 3:
-        return _reorder(img, "bgr8")
-    if channels == 4:
-        return _reorder(img, "bgra8")
-    raise ImageConversionError("encoding", f"compressed image decodes to {channels} channels, expected 1, 3 or 4")
-
-
-def as_rgb(image: np.ndarray) -> np.ndarray:
-    """``(H, W, 3)`` view of an RGB or mono ``(H, W)`` image (mono is broadcast, not copied)."""
-    if image.ndim == 2:
-        return np.broadcast_to(image[..., None], (*image.shape, 3))
-    if image.ndim == 3 and image.shape[2] == 3:
-        return image
-    raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")
-
 
 def array_to_image(array: np.ndarray, encoding: str, header: Any = None) -> Image:
     """A ``sensor_msgs/Image`` holding ``array`` (``(H, W)`` or ``(H, W, C)``) with the given encoding.
@@ -170,22 +45,12 @@ def array_to_image(array: np.ndarray, encoding: str, header: Any = None) -> Imag
     Raises:
         ValueError: encoding unknown, or the array's dtype / channel count does not match it.
     """
-    if encoding not in ENCODINGS:
-        raise ValueError(f"unknown encoding {encoding!r}, expected one of {sorted(ENCODINGS)}")
-    dtype, channels = ENCODINGS[encoding]
-    got_channels = 1 if array.ndim == 2 else (array.shape[2] if array.ndim == 3 else -1)
-    if array.dtype.newbyteorder("=") != dtype.newbyteorder("=") or got_channels != channels:
-        raise ValueError(f"{encoding} needs {dtype} with {channels} channel(s), got {array.dtype} "
-                         f"of shape {array.shape}")
+    fields = encode_array(array, encoding)
     msg = Image()
     if header is not None:
         msg.header = header
-    msg.height, msg.width = int(array.shape[0]), int(array.shape[1])
-    msg.encoding = encoding
-    order = array.dtype.byteorder
-    msg.is_bigendian = int(order == ">" or (order == "=" and sys.byteorder == "big")) if dtype.itemsize > 1 else 0
-    msg.step = msg.width * channels * dtype.itemsize
-    msg.data = np.ascontiguousarray(array).tobytes()
+    msg.height, msg.width, msg.encoding = fields.height, fields.width, fields.encoding
+    msg.is_bigendian, msg.step, msg.data = fields.is_bigendian, fields.step, fields.data
     return msg
 
 
@@ -213,36 +78,26 @@ def build_panoptic_msg(header: Any, result: Any, classes: ClassTable, embedding_
     """
     from hle_ros.msg import PanopticInstance, PanopticSegmentation   # generated from msg/ (built separately)
 
-    s = int(result.ids.shape[0])
-    embeddings = np.ascontiguousarray(result.embeddings, dtype=np.float32)
-    embeddings = embeddings.reshape(s, -1) if s else embeddings.reshape(0, embedding_dim)   # S x D
-    if embeddings.shape[1] != embedding_dim:
-        raise ValueError(f"segment embeddings have {embeddings.shape[1]} dims, expected embedding_dim={embedding_dim}")
-    index_of = {c.id: k for k, c in enumerate(classes.classes)}
+    fields = instance_fields(result, classes, embedding_dim)      # validates the embedding width first
+    table = class_table_fields(classes)
     msg = PanopticSegmentation()
     msg.header = header
     msg.labels = labels if labels is not None else labels_to_image(result.panoptic, header)
-    msg.class_names = list(classes.names)
-    msg.class_ids = array.array("H", classes.ids)
-    msg.class_is_thing = list(classes.thing_mask)
+    msg.class_names = table["class_names"]
+    msg.class_ids = array.array("H", table["class_ids"])
+    msg.class_is_thing = table["class_is_thing"]
     msg.embedding_dim = int(embedding_dim)
-    msg.label_divisor = LABEL_DIVISOR
+    msg.label_divisor = table["label_divisor"]
     msg.backend = backend
     msg.processing_time_ms = float(processing_time_ms)
     instances = []
-    for i in range(s):                                                # one entry per segment, not per pixel
-        x0, y0, x1, y1 = (int(v) for v in result.boxes[i])
-        inst = PanopticInstance()
-        inst.id = int(result.ids[i])
-        inst.track_id = int(result.track_ids[i])
-        inst.class_id = int(result.category_ids[i])
-        inst.class_index = index_of[inst.class_id]
-        inst.is_thing = bool(result.is_thing[i])
-        inst.score = float(result.scores[i])
-        inst.area = int(result.areas[i])
-        inst.bbox = RegionOfInterest(x_offset=max(x0, 0), y_offset=max(y0, 0),
-                                     width=max(x1 - x0 + 1, 0), height=max(y1 - y0 + 1, 0))
-        inst.embedding = array.array("f", embeddings[i].tobytes())
+    for f in fields:                                                  # one entry per segment, not per pixel
+        x, y, w, h = f["bbox"]
+        inst = PanopticInstance(id=f["id"], track_id=f["track_id"], class_id=f["class_id"],
+                                class_index=f["class_index"], is_thing=f["is_thing"], score=f["score"],
+                                area=f["area"])
+        inst.bbox = RegionOfInterest(x_offset=x, y_offset=y, width=w, height=h)
+        inst.embedding = array.array("f", f["embedding"].tobytes())
         instances.append(inst)
     msg.instances = instances
     return msg

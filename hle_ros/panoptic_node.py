@@ -258,20 +258,14 @@ class PanopticNode(Node):
 
     # --- construction / teardown --------------------------------------------------------------------------
     def _create_pipeline(self, p: NodeParameters) -> Any:
-        from hle_core.pipeline import Pipeline
-        from hle_core.runtime import create_backend
+        from hle_core.runtime import build_pipeline
 
-        backend = create_backend(p["backend"], model=os.path.expanduser(p["model"]), device=p["device"],
-                                 fp16=p["fp16"], engine_cache_dir=p["engine_cache_dir"] or None,
-                                 force_rebuild=p["force_rebuild"], fallback=p["fallback"], logger=self.get_logger(),
-                                 input_size=p.input_size, workspace_mb=p["workspace_mb"],
-                                 intra_op_threads=p["intra_op_threads"])
-        try:
-            return Pipeline(backend, input_size=p.input_size, decoder=p.decoder_config(backend.config.decoder),
-                            tracker=p.tracker_config())
-        except Exception:
-            backend.close()
-            raise
+        return build_pipeline(os.path.expanduser(p["model"]), p["backend"], device=p["device"],
+                              input_size=p.input_size, decoder=p.decoder_config, tracker=p.tracker_config(),
+                              logger=self.get_logger(), fp16=p["fp16"],
+                              engine_cache_dir=p["engine_cache_dir"] or None, force_rebuild=p["force_rebuild"],
+                              fallback=p["fallback"], workspace_mb=p["workspace_mb"],
+                              intra_op_threads=p["intra_op_threads"])
 
     def _release_pipeline(self, wait_s: float, collect: bool) -> None:
         for sub in self._image_subs:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from hle_core.config import LABEL_DIVISOR, VOID_ID, ClassTable, ConfigError, DecoderConfig
-from hle_core.kernels import pixel_coordinates
+from hle_core.kernels import class_logits, pixel_coordinates
 
 from .fast import downsample_outputs, upsample_labels, window_pixel_counts
 from .instances import instance_masks
@@ -31,7 +31,7 @@ from .seeds import find_seeds, merge_seeds
 from .segments import filter_small_segments, number_instances, segment_statistics
 from .semantic import assign_semantics, stuff_pixels
 
-__all__ = ["DecoderInputError", "SegmentLabels", "label_segments", "decode_panoptic", "decode_batch"]
+__all__ = ["DecoderInputError", "SegmentLabels", "label_segments", "decode_panoptic", "decode_batch", "variant_inputs"]
 
 #: Keys of the network output dict (docs/ARCHITECTURE.md) that the decoder reads.
 _MAP_KEYS = ("embedding", "sigma", "sigma_spatial", "seed")
@@ -191,9 +191,38 @@ def decode_panoptic(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spatial:
     )
 
 
+def variant_inputs(outputs: Mapping[str, torch.Tensor], decode_params: Mapping[str, torch.Tensor],
+                   split_embedding: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Map a Table-6 variant's outputs onto the decoder's inputs (embedding for Φ, logits for ψ).
+
+    With ``split_embedding`` the first D/2 channels carry the semantics and the last D/2 the instances
+    (as the loss reads them, :func:`hle_core.losses.hierarchical.split_embedding`): ψ's logits (eq. 9) are
+    computed from the first half and the class means, and Φ (eq. 8) sees the renormalised second half.
+    Any other variant passes through unchanged. Works on ``(B, D, H, W)`` and ``(D, H, W)`` maps.
+    """
+    if not split_embedding:
+        return dict(outputs), dict(decode_params)
+    e = outputs["embedding"]
+    batched = e.dim() == 4
+    e4 = e if batched else e.unsqueeze(0)
+    half = e4.shape[1] // 2
+    e_sem = F.normalize(e4[:, :half], dim=1, eps=1e-8)
+    e_ins = F.normalize(e4[:, half:], dim=1, eps=1e-8)
+    means = F.normalize(decode_params["class_means"][:, :half], dim=1, eps=1e-8)
+    logits = class_logits(e_sem, means, decode_params["class_sigma"])                  # B x K x H x W
+    out = dict(outputs)
+    out["embedding"] = e_ins if batched else e_ins[0]
+    if "semantic_logits" not in out:
+        out["semantic_logits"] = logits if batched else logits[0]
+    # Φ needs no class means; the decoder only checks that their width matches the instance embedding
+    params = {**decode_params, "class_means": torch.zeros(means.shape[0], e4.shape[1] - half, dtype=means.dtype,
+                                                           device=means.device)}
+    return out, params
+
+
 def decode_batch(outputs: Mapping[str, torch.Tensor], decode_params: Mapping[str, torch.Tensor],
                  classes: ClassTable, cfg: DecoderConfig, coord_scale: float,
-                 input_stride: float = 1.0) -> list[PanopticResult]:
+                 input_stride: float = 1.0, *, split_embedding: bool = False) -> list[PanopticResult]:
     """:func:`decode_panoptic` for every image of a network output batch.
 
     Args:
@@ -204,6 +233,7 @@ def decode_batch(outputs: Mapping[str, torch.Tensor], decode_params: Mapping[str
     Returns:
         one :class:`PanopticResult` per image.
     """
+    outputs, decode_params = variant_inputs(outputs, decode_params, split_embedding)
     missing = [key for key in _MAP_KEYS if key not in outputs]
     missing += [key for key in ("class_means", "class_sigma") if key not in decode_params]
     if missing:

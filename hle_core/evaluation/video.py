@@ -30,6 +30,8 @@ import numpy as np
 
 from hle_core.config import LABEL_DIVISOR, VOID_ID, ClassTable
 
+from .pq import Categories, PQStats, SegmentTable, image_stats
+
 __all__ = [
     "relabel_with_tracks",
     "STQAccumulator",
@@ -278,51 +280,37 @@ def _overlaps(gt: np.ndarray, pred: np.ndarray, label_divisor: int) -> tuple[np.
     return np.unique(gt.reshape(-1) * (label_divisor * label_divisor) + pred.reshape(-1), return_counts=True)
 
 
-def _pq_stats(keys: np.ndarray, counts: np.ndarray, cats: _Categories) -> np.ndarray:
-    """Per-category PQ statistics from an overlap table (:func:`_overlaps`, possibly of several frames).
+def _window_stats(keys: np.ndarray, counts: np.ndarray, cats: _Categories, stats: PQStats) -> None:
+    """Add the PQ statistics of one window to ``stats``.
 
-    Matching as in panopticapi / VPSNet: same category, ground truth not crowd, IoU > 0.5 where the union
-    leaves out the prediction's pixels on void; unmatched non-crowd ground truth → FN; an unmatched prediction
-    → FP unless more than half of it lies on void plus same-category crowd.
-
-    Returns:
-        ``(4, K)`` float64 rows ``tp, fp, fn, iou_sum``.
+    ``keys`` / ``counts`` are the concatenated overlap tables (:func:`_overlaps`) of the window's frames, i.e.
+    the overlap table of the frames side by side. The matching is the image matcher of panoptic quality,
+    :func:`hle_core.evaluation.pq.image_stats` (as panopticapi / VPSNet: same category, ground truth not crowd,
+    IoU > 0.5 with the prediction's void pixels left out of the union; unmatched non-crowd ground truth → FN;
+    an unmatched prediction → FP unless more than half of it lies on void plus same-category crowd), fed with
+    the window's joint histogram: row / column 0 = void, then one row per ground-truth tube and one column
+    per predicted tube.
     """
-    k, void, div = cats.k, cats.void, cats.divisor
+    void, div = cats.void, cats.divisor
     keys, key_inv = np.unique(keys, return_inverse=True)                   # merge frames of a window
-    inter = np.bincount(key_inv, weights=counts, minlength=keys.size)      # P
+    inter = np.bincount(key_inv, weights=counts, minlength=keys.size).astype(np.int64)      # P pairs
     g_ids, gi = np.unique(keys // (div * div), return_inverse=True)        # segment index of each overlap
     p_ids, pi = np.unique(keys % (div * div), return_inverse=True)
-    g_area = np.bincount(gi, weights=inter, minlength=g_ids.size)
-    p_area = np.bincount(pi, weights=inter, minlength=p_ids.size)
-    g_cat, p_cat = cats.index(g_ids, "gt"), cats.index(p_ids, "pred")      # K = void
-    g_void, p_void = g_ids == void, p_ids == void
-    g_crowd = np.append(cats.is_thing, False)[g_cat] & (g_ids < div)
-    p_on_void = np.bincount(pi, weights=inter * g_void[gi], minlength=p_ids.size)
-    p_on_crowd = np.bincount(pi, weights=inter * (g_crowd[gi] & (g_cat[gi] == p_cat[pi])), minlength=p_ids.size)
-
-    cand = ~g_void[gi] & ~p_void[pi] & ~g_crowd[gi] & (g_cat[gi] == p_cat[pi])
-    union = p_area[pi] + g_area[gi] - inter - p_on_void[pi]
-    iou = inter / np.maximum(union, 1)
-    tp = cand & (iou > 0.5)                                                # unique: IoU > 0.5 is a matching
-    g_matched = np.zeros(g_ids.size, bool)
-    g_matched[gi[tp]] = True
-    p_matched = np.zeros(p_ids.size, bool)
-    p_matched[pi[tp]] = True
-
-    fn = ~g_matched & ~g_void & ~g_crowd
-    fp = ~p_matched & ~p_void & ((p_on_void + p_on_crowd) / p_area <= 0.5)
-    return np.stack([
-        np.bincount(g_cat[gi[tp]], minlength=k + 1)[:k],
-        np.bincount(p_cat[fp], minlength=k + 1)[:k],
-        np.bincount(g_cat[fn], minlength=k + 1)[:k],
-        np.bincount(g_cat[gi[tp]], weights=iou[tp], minlength=k + 1)[:k],
-    ]).astype(np.float64)
+    g_seg, p_seg = g_ids != void, p_ids != void
+    g_row = np.where(g_seg, np.cumsum(g_seg), 0)                           # void -> 0, tubes -> 1..G
+    p_col = np.where(p_seg, np.cumsum(p_seg), 0)
+    hist = np.zeros((int(g_seg.sum()) + 1, int(p_seg.sum()) + 1), np.int64)              # (G+1) x (P+1)
+    hist[g_row[gi], p_col[pi]] = inter                                     # (gt, pred) pairs are unique
+    g_cat, p_cat = cats.index(g_ids[g_seg], "gt"), cats.index(p_ids[p_seg], "pred")
+    gt = SegmentTable(g_ids[g_seg], g_cat, cats.is_thing[g_cat] & (g_ids[g_seg] < div))   # crowd: thing id < div
+    pred = SegmentTable(p_ids[p_seg], p_cat, np.zeros(p_cat.size, bool))
+    image_stats(hist, gt, pred, stats.categories, stats)
 
 
-def _pq_summary(stats: np.ndarray, cats: _Categories) -> dict[str, Any]:
-    """PQ / SQ / RQ from ``(4, K)`` statistics; categories without TP, FP and FN are left out of the means."""
-    tp, fp, fn, iou = stats
+def _pq_summary(stats: PQStats, cats: _Categories) -> dict[str, Any]:
+    """PQ / SQ / RQ from accumulated statistics; categories without TP, FP and FN are left out of the means."""
+    tp, fp, fn = stats.tp.astype(np.float64), stats.fp.astype(np.float64), stats.fn.astype(np.float64)
+    iou = stats.iou
     denom = tp + 0.5 * fp + 0.5 * fn
     present = denom > 0
     pq = np.divide(iou, denom, out=np.zeros_like(iou), where=present)
@@ -374,7 +362,9 @@ class VPQAccumulator:
 
     def reset(self) -> None:
         self._buffers: dict[Any, deque] = {}
-        self._stats = {n: np.zeros((4, self._cats.k)) for n in self.window_sizes}
+        c = self._cats
+        categories = Categories(tuple(c.ids.tolist()), tuple(c.is_thing.tolist()), tuple(str(i) for i in c.ids))
+        self._stats = {n: PQStats(categories) for n in self.window_sizes}
         self._windows = {n: 0 for n in self.window_sizes}
 
     def update(self, gt: Any, pred: Any, sequence_id: Any = 0) -> None:
@@ -393,7 +383,7 @@ class VPQAccumulator:
                 window = list(buf)[-n:]
                 keys = np.concatenate([w[1] for w in window])
                 counts = np.concatenate([w[2] for w in window])
-                self._stats[n] += _pq_stats(keys, counts, self._cats)
+                _window_stats(keys, counts, self._cats, self._stats[n])
                 self._windows[n] += 1
 
     def result(self) -> dict[str, Any]:

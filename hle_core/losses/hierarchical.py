@@ -332,7 +332,7 @@ class HierarchicalLovaszLoss(nn.Module):
 
     # ----------------------------------------------------------------------------------------------------------
     def forward(self, outputs: dict[str, torch.Tensor], class_means: torch.Tensor, class_sigma: torch.Tensor,
-                semantic: torch.Tensor, instance: torch.Tensor) -> dict[str, torch.Tensor]:
+                semantic: torch.Tensor, instance: torch.Tensor, input_stride: float = 1.0) -> dict[str, torch.Tensor]:
         """Args:
             outputs: network dict — ``embedding`` ``(B, D, H, W)`` unit norm, ``sigma``, ``sigma_spatial``, ``seed``
                 ``(B, 1, H, W)``; ``semantic_logits`` ``(B, K, H, W)`` in the separate-branch variant.
@@ -340,6 +340,8 @@ class HierarchicalLovaszLoss(nn.Module):
             class_sigma: ``(K,)`` positive class bandwidths σ_k.
             semantic: ``(B, H, W)`` int64 class index, ``cfg.loss.ignore_index`` = ignored.
             instance: ``(B, H, W)`` int64, 0 = no instance, > 0 = instance id unique within its image.
+            input_stride: input-image pixels per map cell, when the maps are a strided subsample of the image
+                (``TrainConfig.loss_stride``); ρ of eq. 8 stays in input-pixel units.
         Returns:
             ``seg`` (eq. 12), ``seg_mean`` (eq. 15), ``ins`` (eq. 11), ``ins_var`` (γ · eq. 14), ``seed`` (eq. 13),
             ``total`` (eq. 16, weighted), and detached diagnostics ``num_instances``, ``mean_instance_sigma``,
@@ -356,7 +358,8 @@ class HierarchicalLovaszLoss(nn.Module):
         # eq. 10: instances of each image and their statistics
         valid_f = valid.reshape(b, n)
         layout = instance_layout(instance.reshape(b, n), valid_f)
-        rho = pixel_coordinates(h, w, self.cfg.model.coord_scale, device=e.device, dtype=e.dtype).reshape(2, n)
+        rho = pixel_coordinates(h, w, self.cfg.model.coord_scale, stride=input_stride, device=e.device,
+                                dtype=e.dtype).reshape(2, n)
         e_ins_f = e_ins.reshape(b, e_ins.shape[1], n)                                     # B x D_ins x N
         sigma_f, sigma_sp_f = sigma.reshape(b, n), sigma_sp.reshape(b, n)
         stats = instance_statistics(e_ins_f, sigma_f, sigma_sp_f, rho, layout)

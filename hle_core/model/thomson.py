@@ -23,23 +23,26 @@ def thomson_energy(mu: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 def thomson_init(num: int, dim: int, steps: int = 500, lr: float = 0.05, seed: int = 0) -> torch.Tensor:
     """Spread ``num`` unit vectors in ``R^dim`` by minimising eq. 17 from a random start.
 
-    Deterministic for a given ``seed`` (own generator, global RNG untouched). Returns ``(num, dim)`` unit rows.
+    Deterministic for a given ``seed`` (own generator, global RNG untouched). Returns ``(num, dim)`` unit rows,
+    a normal tensor (not an inference tensor, no grad) even when called under ``torch.inference_mode()`` or
+    ``torch.no_grad()`` — e.g. when a model is built for inference: the optimisation needs autograd, so it
+    runs with both switched back on.
     """
     if num < 1 or dim < 2:
         raise ValueError(f"thomson_init needs num >= 1 and dim >= 2, got num={num}, dim={dim}")
-    g = torch.Generator().manual_seed(seed)
-    mu = torch.randn(num, dim, generator=g, dtype=torch.float64)
-    if num == 1:
-        return F.normalize(mu, dim=1).float()
-    mu.requires_grad_(True)
-    opt = torch.optim.Adam([mu], lr=lr)
-    for _ in range(steps):
-        opt.zero_grad()
-        thomson_energy(mu).backward()
-        opt.step()
-        with torch.no_grad():                                # projection back onto the sphere
-            mu.copy_(F.normalize(mu, dim=1))
-    return F.normalize(mu.detach(), dim=1).float()
+    with torch.inference_mode(False), torch.enable_grad():
+        g = torch.Generator().manual_seed(seed)
+        mu = torch.randn(num, dim, generator=g, dtype=torch.float64)
+        if num > 1:
+            mu.requires_grad_(True)
+            opt = torch.optim.Adam([mu], lr=lr)
+            for _ in range(steps):
+                opt.zero_grad()
+                thomson_energy(mu).backward()
+                opt.step()
+                with torch.no_grad():                        # projection back onto the sphere
+                    mu.copy_(F.normalize(mu, dim=1))
+        return F.normalize(mu.detach(), dim=1).float()
 
 
 def min_pairwise_angle(mu: torch.Tensor) -> float:

@@ -8,12 +8,13 @@ from .engine_cache import EngineCache, EngineCacheError, EngineKey, ForeignEngin
 from .export import (INPUT_NAME, ONNX_OPSET, OnnxExportError, OnnxMetadataError, OnnxModelInfo, ProfileShapes,
                      TensorRTBuildError, build_tensorrt_engine, export_onnx, onnx_io_shapes, read_onnx_metadata)
 from .onnx_backend import OnnxRuntimeBackend
-from .select import FALLBACKS, KINDS, cached_onnx_for_checkpoint, create_backend
+from .select import FALLBACKS, KINDS, build_pipeline, cached_onnx_for_checkpoint, create_backend
 from .tensorrt_backend import EngineIOMismatchError, EngineMismatchError, TensorRTBackend, check_engine_io
 from .torch_backend import TorchBackend
 
 __all__ = [
-    "Backend", "BackendUnavailable", "create_backend", "KINDS", "FALLBACKS", "TorchBackend", "OnnxRuntimeBackend",
+    "Backend", "BackendUnavailable", "create_backend", "build_pipeline", "KINDS", "FALLBACKS", "TorchBackend",
+    "OnnxRuntimeBackend",
     "TensorRTBackend", "export_onnx", "read_onnx_metadata", "onnx_io_shapes", "build_tensorrt_engine",
     "cached_onnx_for_checkpoint", "OnnxModelInfo", "ProfileShapes", "OnnxExportError", "OnnxMetadataError",
     "TensorRTBuildError", "EngineCache", "EngineKey", "EngineCacheError", "ForeignEngineError",

@@ -17,7 +17,7 @@ import torch
 from .base import Backend, BackendUnavailable
 from .engine_cache import default_cache_dir, file_sha256
 
-__all__ = ["create_backend", "KINDS", "FALLBACKS", "cached_onnx_for_checkpoint", "model_format"]
+__all__ = ["create_backend", "build_pipeline", "KINDS", "FALLBACKS", "cached_onnx_for_checkpoint", "model_format"]
 
 KINDS = ("auto", "tensorrt", "onnxruntime", "torch")
 FALLBACKS = ("onnxruntime", "torch", "auto", "none")
@@ -209,6 +209,36 @@ def create_backend(kind: str = "auto", model: str | Path = "", device: str = "au
             log.info(f"backend {k} on {dev} skipped: {reason}")
     raise BackendUnavailable(f"no usable backend for {path} (kind={kind}, device={device}, fallback={fallback}): "
                              + "; ".join(skipped))
+
+
+def build_pipeline(model: str | Path, backend: str = "auto", *, device: str = "auto",
+                   input_size: tuple[int, int] | None = None, decoder: Any = None, tracker: Any = None,
+                   logger: Any = None, **backend_options: Any) -> Any:
+    """A model file → a ready :class:`hle_core.pipeline.Pipeline`: :func:`create_backend` + the pipeline around it.
+
+    The one place where the node, bag evaluation and the CLI turn a model path into a pipeline (``.pt``
+    checkpoint, ``.onnx`` export or TensorRT engine; the backend is picked as :func:`create_backend` does).
+
+    Args:
+        model, backend, device, logger: as for :func:`create_backend` (``backend`` is its ``kind``).
+        input_size: ``(H, W)`` network input (multiples of 32), or None for the image's own size (padded).
+        decoder: a :class:`~hle_core.config.DecoderConfig`, a callable mapping the model's own decoder
+            configuration to the one to use (e.g. the node's parameter overrides), or None for the model's.
+        tracker: a :class:`~hle_core.tracking.TrackerConfig`, or None for no tracking.
+        **backend_options: further :func:`create_backend` keywords (``fp16``, ``fallback``, ...).
+    Raises:
+        as :func:`create_backend`; ValueError for a bad ``input_size``. The backend is closed on failure.
+    """
+    from ..pipeline import Pipeline          # here, not at import: the pipeline module imports this package
+
+    built = create_backend(backend, model=model, device=device, logger=logger, input_size=input_size,
+                           **backend_options)
+    try:
+        chosen = decoder(built.config.decoder) if callable(decoder) else decoder
+        return Pipeline(built, input_size=input_size, decoder=chosen, tracker=tracker)
+    except Exception:
+        built.close()
+        raise
 
 
 def _build(kind: str, device: str, path: Path, fmt: str, *, fp16: bool, cache_dir: str | Path | None,

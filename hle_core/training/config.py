@@ -33,6 +33,9 @@ class DataConfig:
     val_seed: int = 1_000_003
     image_size: tuple[int, int] = (256, 512)   # synthetic scene size (H, W)
     max_side: int | None = None        # resize so the longer side is at most this (COCO 640, Vistas 2048)
+    # synthetic: SceneGenerator options for both splits (min_area: things with fewer visible pixels are void;
+    # density: multiplies the number of things; noise_sigma: sensor noise), e.g. {min_area: 64}
+    generator: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -54,6 +57,7 @@ class TrainConfig:
     color_jitter: float = 0.2
     amp: bool = True                   # mixed precision on CUDA (ignored on CPU)
     grad_clip: float = 0.0             # 0 disables
+    loss_stride: int = 1               # > 1: the loss sees every loss_stride-th pixel (ρ kept in input pixels)
     num_workers: int = 0
     seed: int = 0
     device: str = "auto"               # auto | cpu | cuda
@@ -80,16 +84,31 @@ def load_recipe(path: str | Path | None, overrides: dict[str, Any] | None = None
         unknown = set(data) - {"hle", "train"}
         if unknown:
             raise ConfigError(f"{path}: unknown sections {sorted(unknown)} (expected 'hle', 'train')")
+    for section in ("hle", "train"):
+        if not isinstance(data.get(section) or {}, dict):
+            raise ConfigError(f"{path}: '{section}' must be a mapping, got {type(data[section]).__name__}")
     overrides = overrides or {}
-    cfg = load_config(None, {**(data.get("hle") or {})})
+    # hle.classes given as a path: relative to the recipe's folder, then the CWD
+    cfg = load_config(None, {**(data.get("hle") or {})}, base_dir=path.parent if path is not None else None)
     if overrides.get("hle"):
         cfg = cfg.override(overrides["hle"])
-    train_values = {**(data.get("train") or {}), **(overrides.get("train") or {})}
-    data_values = train_values.pop("data", None) or {}
+    recipe_train, override_train = dict(data.get("train") or {}), dict(overrides.get("train") or {})
+    # train.data merges key by key (`--set train.data.num_val=0` keeps the recipe's format and root)
+    data_values = {**_mapping(recipe_train.pop("data", None), f"{path}: train.data"),
+                   **_mapping(override_train.pop("data", None), "override train.data")}
+    train_values = {**recipe_train, **override_train}
     tcfg = _dc_update(TrainConfig(), train_values, "train")
     tcfg.data = _dc_update(DataConfig(), data_values, "train.data")
     _validate(tcfg)
     return cfg, tcfg
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a mapping, got {value!r}")
+    return dict(value)
 
 
 def _validate(t: TrainConfig) -> None:
@@ -97,10 +116,15 @@ def _validate(t: TrainConfig) -> None:
         raise ConfigError(f"train.data.format must be synthetic|coco|cityscapes, got {t.data.format!r}")
     if t.data.format != "synthetic" and not t.data.root:
         raise ConfigError(f"train.data.root is required for format {t.data.format!r}")
+    unknown = set(t.data.generator) - {"min_area", "density", "noise_sigma"}
+    if unknown:
+        raise ConfigError(f"train.data.generator: unknown keys {sorted(unknown)} (min_area, density, noise_sigma)")
     if t.steps < 1 or t.batch_size < 1 or t.lr <= 0:
         raise ConfigError("train.steps and train.batch_size must be >= 1 and train.lr > 0")
     if any(v % 32 for v in t.crop_size):
         raise ConfigError(f"train.crop_size must be multiples of 32, got {t.crop_size}")
+    if t.loss_stride < 1:
+        raise ConfigError(f"train.loss_stride must be >= 1, got {t.loss_stride}")
     if t.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"train.device must be auto|cpu|cuda, got {t.device!r}")
 

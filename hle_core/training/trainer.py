@@ -1,8 +1,9 @@
 """Training loop (paper §4.2): Adam, polynomial decay, the hierarchical loss of eq. 16.
 
 Reads top to bottom: :func:`build_optimizer`, :func:`poly_lr`, :func:`train_one_epoch`, :func:`train`.
-Checkpoints (atomic, every ``ckpt_every`` steps) carry model, optimizer, scheduler, step, the data order
-position and RNG states, so ``--resume`` continues exactly. Multi-GPU / multi-process through ``torchrun``
+Checkpoints (atomic, every ``ckpt_every`` steps) carry model, optimizer, scheduler, step and the data order
+position; the global RNG (dropout in torchvision's ASPP) is reseeded from (seed, rank, step) before every
+step, so no RNG state needs saving and ``--resume`` continues exactly. Multi-GPU / multi-process through ``torchrun``
 (DistributedDataParallel; gloo on CPU, nccl on CUDA).
 """
 from __future__ import annotations
@@ -21,12 +22,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import HLEConfig
 from ..losses import HierarchicalLovaszLoss
-from ..model import HLENet, build_model, load_checkpoint, save_checkpoint
+from ..model import CheckpointError, HLENet, build_model, load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data import build_train_dataset
+from .data import build_train_dataset, build_val_dataset
 from .sampler import EpochSampler
 
-__all__ = ["build_optimizer", "poly_lr", "train_one_epoch", "train", "TrainState"]
+__all__ = ["build_optimizer", "poly_lr", "train_one_epoch", "train", "validate", "TrainState"]
 
 log = logging.getLogger("hle.train")
 
@@ -90,6 +91,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """Seed of the global torch RNG for optimisation step ``step`` of ``rank`` (a function of these alone)."""
+    return (seed * 1_000_003 + rank * 7_919 + step * 104_729 + 17) % (2**63 - 1)
+
+
 # --- the loop --------------------------------------------------------------------------------
 def train_one_epoch(model: torch.nn.Module, criterion: HierarchicalLovaszLoss, loader: DataLoader,
                     optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
@@ -100,7 +106,9 @@ def train_one_epoch(model: torch.nn.Module, criterion: HierarchicalLovaszLoss, l
     net = model.module if hasattr(model, "module") else model
     model.train()
     use_amp = tcfg.amp and device.type == "cuda"
+    rank = _dist_info()[0]
     for batch in loader:
+        torch.manual_seed(step_seed(tcfg.seed, rank, state.step))   # dropout masks: the same after --resume
         images = batch["image"].to(device, non_blocking=True)
         semantic = batch["semantic"].to(device, non_blocking=True)
         instance = batch["instance"].to(device, non_blocking=True)
@@ -108,11 +116,17 @@ def train_one_epoch(model: torch.nn.Module, criterion: HierarchicalLovaszLoss, l
             outputs = model(images)
         # the loss runs in float32: Lovász sorting and exponentials of eq. 7-9 are precision sensitive
         outputs = {k: v.float() for k, v in outputs.items()}
-        terms = criterion(outputs, net.class_means.float(), net.class_sigma.float(), semantic, instance)
+        full_outputs, stride = outputs, tcfg.loss_stride
+        if stride > 1:   # the loss on a strided subsample of the pixels: cost / stride², same ρ units (eq. 8)
+            o = stride // 2
+            outputs = {k: v[..., o::stride, o::stride] for k, v in outputs.items()}
+            semantic, instance = semantic[..., o::stride, o::stride], instance[..., o::stride, o::stride]
+        terms = criterion(outputs, net.class_means.float(), net.class_sigma.float(), semantic, instance,
+                          input_stride=stride)
         loss = terms["total"]
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss at step {state.step}: "
-                                     f"{ {k: float(v) for k, v in terms.items()} }")
+                                     f"{ {k: float(v.detach()) for k, v in terms.items()} }")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if tcfg.grad_clip > 0:
@@ -123,7 +137,7 @@ def train_one_epoch(model: torch.nn.Module, criterion: HierarchicalLovaszLoss, l
         scheduler.step()
         state.step += 1
         state.batch_in_epoch += 1
-        on_step(state, {k: float(v.detach()) for k, v in terms.items()}, outputs, batch)
+        on_step(state, {k: float(v.detach()) for k, v in terms.items()}, full_outputs, batch)
         if state.step >= tcfg.steps:
             return True
     state.epoch += 1
@@ -151,6 +165,7 @@ def train(cfg: HLEConfig, tcfg: TrainConfig, resume: str | Path | None = None,
 
     if resume:
         payload = load_checkpoint(resume, map_location=device)
+        _check_resumable(payload, cfg, resume)
         model.load_state_dict(payload["model"])
         if payload.get("optimizer"):
             optimizer.load_state_dict(payload["optimizer"])
@@ -178,17 +193,42 @@ def train(cfg: HLEConfig, tcfg: TrainConfig, resume: str | Path | None = None,
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{terms['total']:.3f}", refresh=False)
+        elif rank == 0 and st.step % tcfg.log_every == 0:
+            log.info("step %d/%d loss %.4f (%s)", st.step, tcfg.steps, terms["total"],
+                     ", ".join(f"{k} {terms[k]:.3f}" for k in ("seg", "ins", "seed", "ins_var") if k in terms))
         if writer is not None and (st.step % tcfg.log_every == 0 or st.step == 1):
             for k, v in terms.items():
                 writer.add_scalar(f"loss/{k}", v, st.step)
             writer.add_scalar("lr", scheduler.get_last_lr()[0], st.step)
-            writer.add_scalar("sigma/class_mean", float(model.class_sigma.mean()), st.step)
+            writer.add_scalar("sigma/class_mean", float(model.class_sigma.detach().mean()), st.step)
         if writer is not None and tcfg.image_every and st.step % tcfg.image_every == 0:
             _log_images(writer, cfg, model, outputs, batch, st.step)
         if callback is not None and rank == 0:
             callback(st, terms)
         if rank == 0 and tcfg.ckpt_every and st.step % tcfg.ckpt_every == 0:
             save("last.pt")
+
+    def run_validation() -> None:
+        metrics = validate(model, cfg, tcfg, device, progress=progress)
+        if writer is not None:
+            for split in ("All", "Things", "Stuff"):
+                writer.add_scalar(f"val/pq_{split.lower()}", metrics[split]["pq"], state.step)
+            writer.add_scalar("val/miou", metrics["miou"]["miou"], state.step)
+        payload = {"step": state.step, "results": metrics}
+        (out_dir / "val_metrics.json").write_text(json.dumps(payload, indent=2, default=str))
+        log.info("step %d: validation PQ %.4f (things %.4f, stuff %.4f)", state.step, metrics["All"]["pq"],
+                 metrics["Things"]["pq"], metrics["Stuff"]["pq"])
+
+    user_callback = callback
+
+    def callback_with_val(st: TrainState, terms: dict[str, float]) -> None:
+        if user_callback is not None:
+            user_callback(st, terms)
+        if tcfg.val_every and st.step % tcfg.val_every == 0 and st.step < tcfg.steps:
+            run_validation()
+            model.train()
+
+    callback = callback_with_val if rank == 0 else user_callback
 
     done = False
     try:
@@ -200,19 +240,73 @@ def train(cfg: HLEConfig, tcfg: TrainConfig, resume: str | Path | None = None,
                 raise ValueError(f"dataset of {len(dataset)} images is smaller than one batch ({tcfg.batch_size})")
             done = train_one_epoch(ddp_model, criterion, loader, optimizer, scheduler, scaler, state, tcfg,
                                    device, on_step)
+        if bar is not None:
+            bar.close()
+            bar = None
+        final = out_dir / "final.pt"
+        if rank == 0:
+            save("last.pt")
+            save("final.pt")
+            if tcfg.data.num_val > 0:
+                run_validation()
     finally:
         if bar is not None:
             bar.close()
         if writer is not None:
             writer.close()
-    final = out_dir / "final.pt"
-    if rank == 0:
-        save("last.pt")
-        save("final.pt")
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return final
+
+
+def _check_resumable(payload: dict[str, Any], cfg: HLEConfig, path: str | Path) -> None:
+    """A ``--resume`` checkpoint must be a training checkpoint of the same network as the recipe."""
+    import dataclasses
+
+    ours, theirs = cfg.model, payload["config"].model
+    diff = [f.name for f in dataclasses.fields(ours)
+            if f.name != "pretrained" and getattr(ours, f.name) != getattr(theirs, f.name)]
+    if payload["config"].classes != cfg.classes:
+        diff.append("classes")
+    if diff:
+        raise CheckpointError(f"{path}: trained with a different network than the recipe (hle.model / hle.classes "
+                              f"differ in {diff}); resume with the recipe that wrote it")
+    missing = [k for k in ("step", "epoch", "batch_in_epoch") if k not in payload["extra"]]
+    if missing or not payload.get("optimizer") or not payload.get("scheduler"):
+        raise CheckpointError(f"{path}: not a training checkpoint (no optimizer / scheduler state or data position "
+                              f"{missing}); --resume needs last.pt or final.pt written by `hle train`")
+
+
+def validate(model: torch.nn.Module, cfg: HLEConfig, tcfg: TrainConfig, device: torch.device,
+             progress: bool = False) -> dict[str, Any]:
+    """PQ of ``model`` on the recipe's validation split (whole images, §3.5 decoding with ``cfg.decoder``),
+    plus the learned variances the paper compares (§4.4): the semantic σ_k (eq. 9) against the mean predicted
+    instance σ_i over ground-truth thing pixels (eq. 7)."""
+    from ..evaluation import Categories, PQStats, accumulate_maps
+    from ..evaluation.predict import decode_outputs, infer_outputs
+
+    net = model.module if hasattr(model, "module") else model
+    params = {k: v.cpu() for k, v in net.decode_params().items()}
+    stats = PQStats(Categories.from_class_table(cfg.classes))
+    thing_ids = torch.tensor([c.id for c in cfg.classes.classes if c.isthing])
+    sigma_sum, sigma_sp_sum, n_px = 0.0, 0.0, 0
+    for c in infer_outputs(net, cfg, build_val_dataset(cfg, tcfg), device=device, progress=progress):
+        accumulate_maps(stats, c.gt_panoptic, decode_outputs(c, params, cfg).panoptic.numpy())
+        gt = torch.from_numpy(c.gt_panoptic).long()
+        things = (gt >= 1000) & torch.isin(gt // 1000, thing_ids)
+        sigma_sum += float(c.maps["sigma"][0][things].sum())
+        sigma_sp_sum += float(c.maps["sigma_spatial"][0][things].sum())
+        n_px += int(things.sum())
+    results = stats.results()
+    results["variances"] = {
+        "semantic_sigma_mean": float(params["class_sigma"].mean()),
+        "semantic_sigma": {c.name: float(v) for c, v in zip(cfg.classes.classes, params["class_sigma"])},
+        "instance_sigma_mean": sigma_sum / max(n_px, 1),
+        "instance_sigma_spatial_mean": sigma_sp_sum / max(n_px, 1),
+        "thing_pixels": n_px,
+    }
+    return results
 
 
 # --- logging helpers -------------------------------------------------------------------------

@@ -28,8 +28,10 @@ def run_hle(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 def command_modules() -> list[str]:
-    """Oracle for discovery: the public modules in hle_core/commands/, read off the file system."""
-    return sorted(p.stem for p in (ROOT / "hle_core" / "commands").glob("*.py") if not p.stem.startswith("_"))
+    """Oracle for discovery: the public modules in hle_core/commands/, read off the file system, as command names
+    (a module ``tune_decoder.py`` registers ``tune-decoder``)."""
+    return sorted(p.stem.replace("_", "-") for p in (ROOT / "hle_core" / "commands").glob("*.py")
+                  if not p.stem.startswith("_"))
 
 
 # ---- subprocesses -------------------------------------------------------------------------------------------

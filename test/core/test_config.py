@@ -163,16 +163,26 @@ def test_load_config_without_file_and_empty_file(tmp_path):
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "config").glob("*.yaml")))
-def test_shipped_yaml_configs_load(name):
-    """Every file in config/ loads and validates, and its hle: section is what the loaded config holds."""
+def test_shipped_yaml_configs_load(name, tmp_path, monkeypatch):
+    """Every file in config/ loads and validates, and its hle: section is what the loaded config holds. A recipe
+    whose classes come from a dataset's JSON (COCO, Vistas) gets a small categories file at that path."""
     path = ROOT / "config" / name
-    cfg = load_config(path)
     section = (yaml.safe_load(path.read_text()) or {}).get("hle", {}) or {}
+    expected_ids = None
+    if isinstance(section.get("classes"), str):
+        assert not Path(section["classes"]).is_absolute()
+        monkeypatch.chdir(tmp_path)                          # relative to the CWD (e.g. the repository root)
+        (tmp_path / section["classes"]).parent.mkdir(parents=True)
+        (tmp_path / section["classes"]).write_text(json.dumps({"categories": COCO_CATEGORIES}))
+        expected_ids = [c["id"] for c in COCO_CATEGORIES]
+    elif "classes" in section:
+        expected_ids = [c["id"] for c in section["classes"]]
+    cfg = load_config(path)
     for key, value in (section.get("model") or {}).items():
         got = getattr(cfg.model, key)
         assert (list(got) if isinstance(got, tuple) else got) == value, f"{name}: model.{key}"
-    if "classes" in section:
-        assert cfg.classes.ids == [c["id"] for c in section["classes"]]
+    if expected_ids is not None:
+        assert cfg.classes.ids == expected_ids
 
 
 # ---- every error path ---------------------------------------------------------------------------------------
@@ -268,33 +278,138 @@ def test_validate_catches_direct_mutation():
         cfg.validate()
 
 
-# ---- known gaps in hle_core/config.py (reported to the lead); strict: these fail loudly once fixed -------------
-@pytest.mark.xfail(strict=True, raises=AttributeError, reason="config.py: `hle: null` in YAML crashes with AttributeError")
+# ---- class-table entries and optional fields: each error names the field -----------------------------------------
 def test_null_hle_section(tmp_path):
     path = tmp_path / "null.yaml"
-    path.write_text("hle: null\n")
+    path.write_text("hle: null\ntrain: {steps: 3}\n")
     assert_same(load_config(path), HLEConfig())
 
 
-@pytest.mark.xfail(strict=True, reason="config.py: bool('no') is True, a string isthing is silently accepted")
+def test_hle_section_not_a_mapping(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("hle: [1, 2]\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: 'hle' must be a mapping, got list"):
+        load_config(path)
+
+
+def test_unknown_key_in_hle_section_is_refused(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump({"hle": {"modle": {"embedding_dim": 4}}}))
+    with pytest.raises(ConfigError, match=r"unknown top-level config keys: \['modle'\]"):
+        load_config(path)
+
+
 def test_isthing_must_be_a_bool():
-    with pytest.raises(ConfigError, match=r"isthing"):
+    with pytest.raises(ConfigError, match=r"classes\[0\]: isthing must be true/false \(or 0/1 as in COCO\), got 'no'"):
         HLEConfig.from_dict({"classes": [{"id": 3, "name": "x", "isthing": "no"}]})
+    with pytest.raises(ConfigError, match=r"isthing .* got 2"):
+        HLEConfig.from_dict({"classes": [{"id": 3, "name": "x", "isthing": 2}]})
 
 
-@pytest.mark.xfail(strict=True, reason="config.py: a non-integer class id raises a bare ValueError from int()")
+def test_isthing_zero_one_as_in_coco_json():
+    cfg = HLEConfig.from_dict({"classes": [{"id": 3, "name": "x", "isthing": 1}, {"id": 4, "name": "y", "isthing": 0}]})
+    assert cfg.classes.thing_mask == [True, False]
+    assert all(isinstance(c.isthing, bool) for c in cfg.classes.classes)
+
+
 def test_class_id_must_be_an_integer():
-    with pytest.raises(ConfigError, match=r"'abc'"):
-        HLEConfig.from_dict({"classes": [{"id": "abc", "name": "x", "isthing": False}]})
+    with pytest.raises(ConfigError, match=r"classes\[1\]: id must be an integer, got 'abc'"):
+        HLEConfig.from_dict({"classes": [{"id": 2, "name": "y", "isthing": True},
+                                         {"id": "abc", "name": "x", "isthing": False}]})
 
 
-@pytest.mark.xfail(strict=True, reason="config.py: class colour length is not checked")
-def test_class_color_must_have_three_channels():
-    with pytest.raises(ConfigError, match=r"color"):
-        HLEConfig.from_dict({"classes": [{"id": 3, "name": "x", "isthing": False, "color": [1]}]})
+@pytest.mark.parametrize("color", [[1], [1, 2, 3, 4], [0, 0, 256], [0, -1, 0], "red", [1.5, 2, 3]])
+def test_class_color_must_have_three_channels(color):
+    with pytest.raises(ConfigError, match=r"color must be 3 integers in 0\.\.255"):
+        HLEConfig.from_dict({"classes": [{"id": 3, "name": "x", "isthing": False, "color": color}]})
 
 
-@pytest.mark.xfail(strict=True, reason="config.py: fields defaulting to None (model.pretrained) accept any type")
+def test_class_name_must_be_a_string_and_classes_a_list():
+    with pytest.raises(ConfigError, match=r"classes\[0\]: name must be a string, got 5"):
+        HLEConfig.from_dict({"classes": [{"id": 3, "name": 5, "isthing": False}]})
+    with pytest.raises(ConfigError, match=r"classes must be a list .* got 5"):
+        HLEConfig.from_dict({"classes": 5})
+    with pytest.raises(ConfigError, match=r"classes\[0\]: expected a mapping, got 7"):
+        HLEConfig.from_dict({"classes": [7]})
+
+
 def test_pretrained_must_be_a_string_or_null():
-    with pytest.raises(ConfigError, match=r"model\.pretrained"):
+    with pytest.raises(ConfigError, match=r"model\.pretrained must be a string or null, got 5"):
         HLEConfig.from_dict({"model": {"pretrained": 5}})
+    assert HLEConfig.from_dict({"model": {"pretrained": "w.pth"}}).model.pretrained == "w.pth"
+    assert HLEConfig.from_dict({"model": {"pretrained": None}}).model.pretrained is None
+
+
+def test_null_for_a_required_field_is_refused():
+    with pytest.raises(ConfigError, match=r"model\.embedding_dim must not be null \(expected an integer\)"):
+        HLEConfig.from_dict({"model": {"embedding_dim": None}})
+
+
+# ---- hle.classes as a path to a COCO-style categories JSON ---------------------------------------------------
+COCO_CATEGORIES = [   # a few real COCO panoptic categories (ids, names, thing flags and colours as in panopticapi)
+    {"supercategory": "person", "isthing": 1, "id": 1, "name": "person", "color": [220, 20, 60]},
+    {"supercategory": "vehicle", "isthing": 1, "id": 3, "name": "car", "color": [0, 0, 142]},
+    {"supercategory": "sky", "isthing": 0, "id": 187, "name": "sky-other-merged", "color": [106, 154, 176]},
+    {"supercategory": "ground", "isthing": 0, "id": 149, "name": "road"},
+]
+
+
+def _check_coco_classes(cfg: HLEConfig) -> None:
+    assert cfg.classes.ids == [1, 3, 187, 149]
+    assert cfg.classes.names == ["person", "car", "sky-other-merged", "road"]
+    assert cfg.classes.thing_mask == [True, True, False, False]
+    assert cfg.classes.classes[0].color == (220, 20, 60) and cfg.classes.classes[3].color == (128, 128, 128)
+
+
+@pytest.mark.parametrize("layout", ["panoptic_json", "categories_list"])
+def test_classes_from_a_json_next_to_the_yaml(tmp_path, layout):
+    """A COCO panoptic annotation file (its `categories`) or panopticapi's categories list, relative to the YAML."""
+    data = ({"images": [], "annotations": [], "categories": COCO_CATEGORIES} if layout == "panoptic_json"
+            else COCO_CATEGORIES)
+    (tmp_path / "ann").mkdir()
+    (tmp_path / "ann" / "cats.json").write_text(json.dumps(data))
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump({"hle": {"classes": "ann/cats.json", "model": {"embedding_dim": 16}}}))
+    cfg = load_config(path)
+    _check_coco_classes(cfg)
+    assert cfg.model.embedding_dim == 16
+    assert_same(HLEConfig.from_json(cfg.to_json()), cfg)         # checkpoints carry the resolved table
+
+
+def test_classes_path_falls_back_to_the_cwd(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "cats.json").write_text(json.dumps(COCO_CATEGORIES))
+    (tmp_path / "cfg").mkdir()
+    path = tmp_path / "cfg" / "recipe.yaml"
+    path.write_text(yaml.safe_dump({"hle": {"classes": "data/cats.json"}}))
+    monkeypatch.chdir(tmp_path)
+    _check_coco_classes(load_config(path))
+    _check_coco_classes(HLEConfig().override({"classes": "data/cats.json"}))     # --set hle.classes=... (CWD)
+    _check_coco_classes(load_config(None, {"classes": str(tmp_path / "data" / "cats.json")}))   # absolute
+
+
+def test_classes_path_next_to_the_yaml_wins_over_the_cwd(tmp_path, monkeypatch):
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "cats.json").write_text(json.dumps(COCO_CATEGORIES))
+    (tmp_path / "cats.json").write_text(json.dumps(COCO_CATEGORIES[:1]))
+    path = tmp_path / "cfg" / "recipe.yaml"
+    path.write_text(yaml.safe_dump({"hle": {"classes": "cats.json"}}))
+    monkeypatch.chdir(tmp_path)
+    _check_coco_classes(load_config(path))
+
+
+def test_classes_path_errors_name_the_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump({"hle": {"classes": "missing.json"}}))
+    with pytest.raises(ConfigError, match=r"recipe\.yaml: hle\.classes: class file 'missing\.json' not found"):
+        load_config(path)
+    (tmp_path / "nocats.json").write_text(json.dumps({"images": []}))
+    with pytest.raises(ConfigError, match=r"nocats\.json: a mapping without 'categories'"):
+        HLEConfig().override({"classes": "nocats.json"})
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(ConfigError, match=r"broken\.json: not valid JSON"):
+        HLEConfig().override({"classes": "broken.json"})
+    (tmp_path / "badentry.json").write_text(json.dumps([{"id": 1, "name": "person", "isthing": "yes"}]))
+    with pytest.raises(ConfigError, match=r"badentry\.json: categories\[0\]: isthing"):
+        HLEConfig().override({"classes": "badentry.json"})

@@ -107,6 +107,21 @@ def test_thomson_is_deterministic_and_validates():
         thomson_init(0, 4)
 
 
+@pytest.mark.parametrize("mode", ["inference_mode", "no_grad"])
+def test_model_builds_inside_inference_mode_and_no_grad(mode):
+    """eq. 17 needs autograd; building a model for inference (grad switched off) must still run it."""
+    expected = thomson_init(8, 4)                          # street classes: K = 8, D = 4
+    ctx = torch.inference_mode() if mode == "inference_mode" else torch.no_grad()
+    with ctx:
+        inner = thomson_init(8, 4)
+        model = build_model(_cfg(embedding_dim=4)).eval()
+        out = model(torch.randn(1, 3, 64, 64))
+    assert not inner.is_inference() and not inner.requires_grad
+    torch.testing.assert_close(inner, expected)            # the same optimisation ran, not a fallback
+    torch.testing.assert_close(model.class_means.detach(), expected)
+    assert out["embedding"].shape == (1, 4, 64, 64)
+
+
 # --- checkpoints ---------------------------------------------------------------------------
 def test_checkpoint_round_trip_with_weights_only(tmp_path):
     cfg = _cfg(embedding_dim=4)

@@ -1,0 +1,22 @@
+"""rosbag2 bags without ROS (rosbags): write synthetic camera bags, read damaged ones, evaluate a model on a bag.
+
+* :func:`write_synthetic_bag` — ``hle synth --video --bag``: images + Cityscapes-convention ground truth.
+* :class:`BagReader` — mcap / sqlite3, directories or single files; salvages truncated MCAP files.
+* :func:`evaluate_bag` — ``hle bag-eval``: the node's :class:`~hle_core.pipeline.Pipeline` on every image in
+  header-stamp order; PQ, STQ, VPQ, ID switches, embedding stability, latency; every frame accounted for.
+* :func:`write_report` — ``report.md`` and plots from the metrics.
+
+Importing this package does not import rosbags, torch or matplotlib; the functions do.
+"""
+from .evaluate import DEFAULT_MAX_PIXELS, OUTPUT_TOPIC, default_output_bag, evaluate_bag
+from .reader import BagError, BagReader, BagRecord, TopicSummary
+from .report import render_markdown, write_report
+from .writer import (DEFAULT_GT_TOPIC, DEFAULT_IMAGE_TOPIC, STORAGES, BagWriter, SyntheticBagInfo, resolve_target,
+                     write_synthetic_bag)
+
+__all__ = [
+    "evaluate_bag", "default_output_bag", "DEFAULT_MAX_PIXELS", "OUTPUT_TOPIC", "write_report", "render_markdown",
+    "BagError", "BagReader", "BagRecord", "TopicSummary",
+    "DEFAULT_GT_TOPIC", "DEFAULT_IMAGE_TOPIC", "STORAGES", "BagWriter", "SyntheticBagInfo", "resolve_target",
+    "write_synthetic_bag",
+]
