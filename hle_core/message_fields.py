@@ -12,13 +12,24 @@ import numpy as np
 
 from .config import LABEL_DIVISOR, ClassTable
 
-__all__ = ["instance_fields", "class_table_fields"]
+__all__ = ["instance_fields", "class_table_fields", "class_table_from_fields"]
 
 
 def class_table_fields(classes: ClassTable) -> dict[str, Any]:
     """``class_names``, ``class_ids``, ``class_is_thing`` (parallel, network class order) and ``label_divisor``."""
     return {"class_names": list(classes.names), "class_ids": list(classes.ids),
             "class_is_thing": list(classes.thing_mask), "label_divisor": LABEL_DIVISOR}
+
+
+def class_table_from_fields(msg: Any) -> ClassTable:
+    """The class table a ``PanopticSegmentation`` message carries (inverse of :func:`class_table_fields`)."""
+    from .config import ClassInfo
+
+    names, ids, things = list(msg.class_names), list(msg.class_ids), list(msg.class_is_thing)
+    if not (len(names) == len(ids) == len(things)):
+        raise ValueError(f"message class table fields differ in length: {len(names)} names, {len(ids)} ids, "
+                         f"{len(things)} thing flags")
+    return ClassTable(tuple(ClassInfo(int(i), str(n), bool(t)) for n, i, t in zip(names, ids, things)))
 
 
 def instance_fields(result: Any, classes: ClassTable, embedding_dim: int) -> list[dict[str, Any]]:

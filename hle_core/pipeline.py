@@ -100,6 +100,8 @@ class Pipeline:
             image = image[..., None]
         if image.ndim != 3 or image.shape[2] not in (1, 3) or image.shape[0] < 1 or image.shape[1] < 1:
             raise InputImageError(f"expected an (H, W, 3) or (H, W) image, got shape {image.shape}")
+        if not image.flags.writeable:   # e.g. a view of a message buffer: torch needs a writable array
+            image = image.copy()
         x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device, non_blocking=True)
         x = x.permute(2, 0, 1).unsqueeze(0).float()                    # 1 x C x H x W
         if x.shape[1] == 1:

@@ -73,6 +73,8 @@ REASON_TEXT = {
     "gt_encoding": "ground truth is not a readable 32SC1 image",
     "gt_shape": "ground truth size differs from the image",
     "gt_labels": "ground truth holds unknown categories or out-of-range ids",
+    "not_received": "no node output with the image's header stamp (dropped or rejected by the node)",
+    "bad_prediction": "the recorded node output is unreadable or its label image has the wrong size",
 }
 
 

@@ -35,8 +35,9 @@ def render_markdown(m: dict[str, Any], files: dict[str, Any]) -> str:
     lines += [f"- bag: `{m['bag']}` ({m['storage']}{', salvaged by a linear scan' if m.get('salvaged') else ''})",
               f"- image topic: `{m['image_topic']}`; ground truth: `{m['gt_topic']}`" if m.get("gt_topic")
               else f"- image topic: `{m['image_topic']}`; no ground-truth topic",
-              f"- model: `{m.get('model')}`; backend: {m['backend']['name']} on {m['backend']['device']}"
-              + (f" ({m['backend']['selection_reason']})" if m["backend"].get("selection_reason") else ""),
+              (f"- predictions: recorded node output `{m['pred_bag']}` on `{m['pred_topic']}`" if m.get("pred_bag")
+               else f"- model: `{m.get('model')}`; backend: {m['backend']['name']} on {m['backend'].get('device')}"
+               + (f" ({m['backend']['selection_reason']})" if m["backend"].get("selection_reason") else "")),
               f"- tracker: {m['tracker'] if m.get('tracker') else 'off'}",
               f"- sequences: {m['sequences']} (new sequence after a header-stamp gap > {m['sequence_gap_s']} s or a "
               "frame_id change; the tracker is reset there)", ""]

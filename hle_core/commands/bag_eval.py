@@ -33,7 +33,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--image-topic", required=True, help="sensor_msgs/Image (or CompressedImage) topic to segment")
     p.add_argument("--gt-topic", default=None,
                    help="32SC1 ground-truth topic (Cityscapes ids), matched by header stamp; omit to skip scoring")
-    p.add_argument("--model", type=Path, required=True, help="checkpoint (.pt), ONNX export (.onnx) or .engine")
+    p.add_argument("--model", type=Path, default=None,
+                   help="checkpoint (.pt), ONNX export (.onnx) or .engine (required unless --pred-bag)")
+    p.add_argument("--pred-bag", type=Path, default=None,
+                   help="score recorded node output (PanopticSegmentation messages) from this bag instead of "
+                        "running a model, e.g. `ros2 bag record /hle_panoptic/panoptic` of a live run")
+    p.add_argument("--pred-topic", default="/hle_panoptic/panoptic", help="topic of --pred-bag (default "
+                   "/hle_panoptic/panoptic)")
     p.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime", "torch"), default="auto",
                    help="inference backend, picked as the node does (default auto)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
@@ -63,7 +69,14 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.bag.exists():
         raise FileNotFoundError(f"bag not found: {args.bag}")
-    if not args.model.is_file():
+    if args.pred_bag is None and args.model is None:
+        raise ConfigError("give --model (run the pipeline) or --pred-bag (score recorded node output)")
+    if args.pred_bag is not None:
+        if args.model is not None:
+            raise ConfigError("--model and --pred-bag exclude each other")
+        if not args.pred_bag.exists():
+            raise FileNotFoundError(f"prediction bag not found: {args.pred_bag}")
+    elif not args.model.is_file():
         raise FileNotFoundError(f"model file not found: {args.model}")
     if args.sequence_gap < 0 or args.warmup < 0 or args.overlays < 0:
         raise ConfigError("--sequence-gap, --warmup and --overlays must be >= 0")
@@ -71,6 +84,15 @@ def run(args: argparse.Namespace) -> int:
     if args.output_bag is not None:
         output_bag = Path(args.output_bag) if args.output_bag else default_output_bag(args.out)
     try:
+        if args.pred_bag is not None:
+            from ..bags.score import score_recorded_bag
+
+            m = score_recorded_bag(args.bag, args.gt_topic, args.pred_bag, args.pred_topic,
+                                   image_topic=args.image_topic, out_dir=args.out, sequence_gap_s=args.sequence_gap,
+                                   num_overlays=args.overlays, plots=not args.no_plots)
+            print(summary(m))
+            print(f"report: {args.out / 'report.md'}")
+            return 0 if m["frames_evaluated"] else 1
         m = evaluate_bag(args.bag, args.image_topic, gt_topic=args.gt_topic, model=args.model, backend=args.backend,
                          device=args.device, input_size=args.input_size, tracking=not args.no_tracking,
                          tracker=TrackerConfig(use_embeddings=False) if args.box_tracker else None,

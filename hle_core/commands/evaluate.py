@@ -28,7 +28,10 @@ __all__ = ["add_parser", "run", "main"]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("evaluate", help="panoptic evaluation: PQ / PQ† / PC / mIoU of COCO panoptic files",
+    p = subparsers.add_parser("evaluate", help="panoptic evaluation (PQ / PQ† / PC / mIoU) of a checkpoint on a "
+                                               "data set, or of COCO panoptic prediction files",
+                              usage="hle evaluate --checkpoint C --data DIR [options]\n"
+                                    "       hle evaluate pq --gt-json F --pred-json F [options]",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.set_defaults(func=run, evaluate_command=None)
     ck = p.add_argument_group("checkpoint evaluation (no MODE): predict on a data set, write and score predictions")

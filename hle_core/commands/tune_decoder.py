@@ -98,6 +98,7 @@ def _tune(args: argparse.Namespace, command: str) -> int:
 
     import torch  # noqa: PLC0415
 
+    from ..config import ConfigError  # noqa: PLC0415
     from ..data import PanopticDataset, SyntheticDataset  # noqa: PLC0415
     from ..evaluation.checkpoint_eval import load_eval_inputs, resolve_device  # noqa: PLC0415
     from ..evaluation.predict import infer_outputs  # noqa: PLC0415

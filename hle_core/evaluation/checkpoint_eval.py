@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ..config import ConfigError, DecoderConfig, HLEConfig
+from ..config import ConfigError, HLEConfig
 from .coco_export import CocoPanopticFiles, GroundTruthFiles, dataset_ground_truth, subset_ground_truth
 from .pq import PQStats, pq_compute
 from .predict import decode_outputs, infer_outputs

@@ -149,8 +149,9 @@ def tune_decoder(cached: Sequence[CachedOutputs], decode_params: Mapping[str, to
             bar.close()
     best_row = max(rows, key=lambda r: (r["pq"], -r["trial"]))                  # first trial of the maximum
     best = dataclasses.replace(base, **{name: best_row[name] for name in bounds})
-    return TuneResult(baseline=base, best=best, baseline_results=results[0], best_results=results[best_row["trial"]],
-                      best_trial=best_row["trial"], trials=rows, space={k: (lo, hi) for k, (_, lo, hi) in bounds.items()})
+    return TuneResult(baseline=base, best=best, baseline_results=results[0],
+                      best_results=results[best_row["trial"]], best_trial=best_row["trial"], trials=rows,
+                      space={k: (lo, hi) for k, (_, lo, hi) in bounds.items()})
 
 
 def write_decoder_yaml(path: str | Path, decoder: DecoderConfig, comment: Sequence[str] = ()) -> Path:

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from hle_core.cli import main
-from hle_core.config import HLEConfig, load_config
-from hle_core.data import SyntheticDataset
+from hle_core.config import ClassTable, HLEConfig, load_config
+from hle_core.data import SyntheticDataset, cityscapes_class_table
 from hle_core.evaluation.predict import CachedOutputs, decode_and_score
 from hle_core.evaluation.tune import SEARCH_SPACE, parse_space, tune_decoder
 from hle_core.model import build_model, load_model, save_checkpoint
@@ -144,3 +144,14 @@ def test_bad_inputs_exit_2(ckpt, tmp_path, capsys):
     assert main(["tune-decoder", "--checkpoint", str(ckpt), "--data", str(tmp_path / "nodata"), "--trials", "2",
                  "--out", str(tmp_path / "o.yaml"), "--no-progress"]) == 2
     assert "nodata" in capsys.readouterr().err
+
+
+def test_synthetic_scenes_need_the_street_classes(tmp_path, capsys):
+    classes = ClassTable(tuple(c for c in cityscapes_class_table().classes if c.name != "sky"))
+    cfg = HLEConfig(classes=classes)
+    cfg.model.backbone, cfg.model.pretrained = "mobilenet_v2", None
+    cfg.model.aspp_channels, cfg.model.decoder_channels, cfg.model.embedding_dim = 8, 8, 4
+    ckpt = save_checkpoint(tmp_path / "cs.pt", build_model(cfg))
+    assert tune_cli(ckpt, tmp_path / "o.yaml") == 2
+    err = capsys.readouterr().err
+    assert "--synthetic" in err and "class table lacks" in err
