@@ -13,7 +13,7 @@ export MKL_NUM_THREADS ?= $(OMP_NUM_THREADS)
 
 help:
 	@echo "make setup  create/update $(VENV): requirements, the hle_ros messages (CMake), pip install -e ."
-	@echo "make demo   setup, then the end-to-end demo (python -m hle_core.demo)"
+	@echo "make demo   setup, then the end-to-end demo (python -m hle_ros.demo; folder demo_out/)"
 	@echo "make test   setup, then the whole test suite (pytest over test/)"
 	@echo "make clean  remove build/ (the message build tree); keeps $(VENV)"
 
@@ -27,11 +27,7 @@ test: setup
 	if [ $$rc -eq 5 ]; then echo "[test] ERROR: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 demo: setup
-	@if [ -f hle_core/demo.py ]; then \
-		$(PY) -m hle_core.demo; \
-	else \
-		echo "[demo] not available yet: hle_core/demo.py has not been written" >&2; exit 1; \
-	fi
+	@$(PY) -m hle_ros.demo $(DEMO_ARGS)
 
 clean:
 	rm -rf build

@@ -29,7 +29,9 @@ def class_table_from_fields(msg: Any) -> ClassTable:
     if not (len(names) == len(ids) == len(things)):
         raise ValueError(f"message class table fields differ in length: {len(names)} names, {len(ids)} ids, "
                          f"{len(things)} thing flags")
-    return ClassTable(tuple(ClassInfo(int(i), str(n), bool(t)) for n, i, t in zip(names, ids, things)))
+    # the message carries no colours: a fixed colour per category id, so overlays stay readable and stable
+    colour = lambda cid: tuple(int(v) for v in np.random.default_rng(int(cid)).integers(40, 256, 3))  # noqa: E731
+    return ClassTable(tuple(ClassInfo(int(i), str(n), bool(t), colour(i)) for n, i, t in zip(names, ids, things)))
 
 
 def instance_fields(result: Any, classes: ClassTable, embedding_dim: int) -> list[dict[str, Any]]:

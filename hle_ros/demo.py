@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import subprocess
@@ -173,12 +174,20 @@ def run_live(bag: Path, model: Path, backend: str, out: Path, rate: float, expec
 
 
 # --- summary -------------------------------------------------------------------------------------------------
+def _missing(v: Any) -> bool:
+    """None, NaN or not a number: shown as "-"."""
+    try:
+        return v is None or math.isnan(float(v))
+    except (TypeError, ValueError):
+        return True
+
+
 def _pct(v: Any) -> str:
-    return "-" if v is None else f"{100 * float(v):.1f}"
+    return "-" if _missing(v) else f"{100 * float(v):.1f}"
 
 
 def _num(v: Any, fmt: str = "{:.3f}") -> str:
-    return "-" if v is None else fmt.format(float(v))
+    return "-" if _missing(v) else fmt.format(float(v))
 
 
 def summary_table(rows: dict[str, dict[str, Any]]) -> str:
@@ -193,7 +202,7 @@ def summary_table(rows: dict[str, dict[str, Any]]) -> str:
         cells = (name, f"{m.get('frames_evaluated', 0)}/{m.get('frames_total', 0)}",
                  _pct((pq.get("All") or {}).get("pq")), _pct((pq.get("Things") or {}).get("pq")),
                  _pct((pq.get("Stuff") or {}).get("pq")), _pct(stq.get("STQ")), _pct(stq.get("AQ")),
-                 _pct(vpq.get("VPQ")), str(m.get("id_switches", "-")),
+                 _pct(vpq.get("VPQ")), _num(m.get("id_switches"), "{:.0f}"),
                  f"{_num(stab.get('mean_same_object_distance'))} / {_num(stab.get('mean_nearest_other_distance'))}",
                  f"{_num(lat.get('p50'), '{:.0f}')} / {_num(lat.get('p90'), '{:.0f}')}")
         lines.append("| " + " | ".join(cells) + " |")

@@ -44,7 +44,7 @@ def render_markdown(m: dict[str, Any], files: dict[str, Any]) -> str:
     lines += ["## Frames", ""]
     lines += _table(["total", "evaluated", "rejected", "scored (with ground truth)", "declared by the bag", "read"],
                     [[m["frames_total"], m["frames_evaluated"], m["frames_rejected"], m.get("frames_scored", 0),
-                      _fmt(m.get("frames_declared")), m.get("frames_read")]])
+                      _fmt(m.get("frames_declared")), _fmt(m.get("frames_read"))]])
     lines += ["", "evaluated + rejected = total. Evaluated frames all count for latency and tracking; only scored "
               "frames count for PQ / STQ / VPQ / ID switches / stability.", ""]
     if m.get("read_error") or m.get("open_error"):
@@ -60,6 +60,14 @@ def render_markdown(m: dict[str, Any], files: dict[str, Any]) -> str:
         skipped.append(("duplicate ground-truth stamps", m["gt_duplicate_stamps"], "the first message is used"))
     if m.get("gt_undecodable_messages"):
         skipped.append(("undecodable ground-truth messages", m["gt_undecodable_messages"], "bytes do not deserialise"))
+    if m.get("predictions_unmatched"):
+        skipped.append(("recorded predictions without an image", m["predictions_unmatched"],
+                        "no camera image has their header stamp"))
+    if m.get("predictions_duplicate_stamps"):
+        skipped.append(("recorded predictions with a repeated stamp", m["predictions_duplicate_stamps"],
+                        "the first one is scored"))
+    for reason, n in (m.get("predictions_unreadable") or {}).items():
+        skipped.append((f"recorded predictions: `{reason}`", n, "not a readable PanopticSegmentation message"))
     if m.get("latency_warmup_frames_excluded"):
         skipped.append(("latency warm-up frames", m["latency_warmup_frames_excluded"],
                         "left out of the latency percentiles (lazy initialisation)"))

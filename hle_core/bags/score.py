@@ -8,9 +8,12 @@ track ids), embedding stability (the instances' published mean embeddings) and l
 ``processing_time_ms``).
 
 Frame accounting: ``frames_total`` = image messages in the camera bag; each is ``evaluated`` (a prediction
-with its stamp arrived) or ``rejected`` as ``not_received`` (the node dropped it, newest-frame-only, or
-rejected it) or for a reason of the camera bag itself (``unreadable``, ``deserialize``, ...). Predictions whose
-stamp matches no image are counted in ``predictions_unmatched``.
+with its stamp arrived) or ``rejected``: for a reason of the camera bag itself (``unreadable``,
+``deserialize``, ``msgtype`` and the pixel-conversion reasons, as in :func:`~hle_core.bags.evaluate.evaluate_bag`),
+as ``not_received`` (the node dropped it, newest-frame-only, or rejected it) or as ``bad_prediction`` (the
+recorded message is unreadable or its label image differs in size from the camera image). Predictions whose stamp
+matches no image are counted in ``predictions_unmatched``; further predictions with an already seen stamp in
+``predictions_duplicate_stamps`` (the first one is scored).
 """
 from __future__ import annotations
 
@@ -24,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ClassTable
-from ..image_codec import ImageConversionError, image_to_array, image_to_rgb
+from ..config import LABEL_DIVISOR, ClassTable
+from ..image_codec import ImageConversionError, as_rgb, compressed_to_rgb, image_to_array, image_to_rgb
 from .evaluate import _example, _ground_truth, _json_safe, _read_bag, _Scorer
 from .metrics import latency_percentiles
 from .reader import BagError, BagReader
-from .types import PANOPTIC_TYPE, stamp_ns
+from .types import COMPRESSED_TYPE, PANOPTIC_TYPE, stamp_ns
 
 __all__ = ["RecordedFrame", "recorded_frame", "score_recorded_bag"]
 
@@ -98,13 +101,21 @@ def score_recorded_bag(bag: str | Path, gt_topic: str, pred_bag: str | Path, pre
 
     predictions: dict[int, Any] = {}
     bad_predictions: Counter = Counter()
+    duplicates = 0
     with BagReader(pred_bag) as reader:
         reader.require_topics([pred_topic])
+        info = reader.topics.get(pred_topic)
+        if info is not None and info.msgtype and info.msgtype != PANOPTIC_TYPE:
+            raise BagError(f"topic {pred_topic} of {pred_bag} carries {info.msgtype}, expected {PANOPTIC_TYPE}")
         for rec in reader.messages([pred_topic]):
             if rec.msg is None or rec.msgtype != PANOPTIC_TYPE:
                 bad_predictions["deserialize" if rec.msg is None else "msgtype"] += 1
                 continue
-            predictions.setdefault(stamp_ns(rec.msg.header), rec.msg)
+            stamp = stamp_ns(rec.msg.header)
+            if stamp in predictions:
+                duplicates += 1
+            else:
+                predictions[stamp] = rec.msg
         pred_error = reader.error
     if pred_error:
         log.warning(f"prediction bag {pred_bag}: {pred_error}")
@@ -132,6 +143,15 @@ def score_recorded_bag(bag: str | Path, gt_topic: str, pred_bag: str | Path, pre
         prev_stamp, prev_frame_id = stamp, frame_id
         row: dict[str, Any] = {"index": n, "stamp_ns": stamp, "sequence": sequence}
         per_frame.append(row)
+        try:                                   # the camera image as the node would convert it (its size, overlays)
+            image = compressed_to_rgb(rec.msg) if rec.msgtype == COMPRESSED_TYPE else image_to_rgb(rec.msg)
+        except ImageConversionError as exc:    # the node refuses such an image: counted by reason, as evaluate_bag
+            rejected[exc.reason] += 1
+            _example(examples, exc.reason, f"stamp {stamp}: {exc}")
+            row["status"] = f"rejected:{exc.reason}"
+            scorer.stability.gap()
+            matched.add(stamp)
+            continue
         msg = predictions.get(stamp)
         if msg is None:
             rejected["not_received"] += 1
@@ -141,7 +161,7 @@ def score_recorded_bag(bag: str | Path, gt_topic: str, pred_bag: str | Path, pre
         matched.add(stamp)
         try:
             result = recorded_frame(msg)
-            shape = (int(rec.msg.height), int(rec.msg.width))
+            shape = tuple(image.shape[:2])
             if result.panoptic.shape != shape:
                 raise ValueError(f"label image {result.panoptic.shape} vs camera image {shape}")
         except (ImageConversionError, ValueError) as exc:
@@ -164,15 +184,13 @@ def score_recorded_bag(bag: str | Path, gt_topic: str, pred_bag: str | Path, pre
         gt_status[status] += 1
         row["status"] = status
         if n in overlay_at:
-            try:
-                overlays.append((n, image_to_rgb(rec.msg), result.panoptic.copy()))
-            except ImageConversionError:
-                pass
+            overlays.append((n, as_rgb(image).copy(), result.panoptic.copy()))
         if frame_stats is None:
             scorer.stability.gap()
             continue
         frame_pq = frame_stats.pq_average(None)[0]
         row["pq"] = frame_pq["pq"] if frame_pq["n"] else None
+        row["gt_objects"] = sorted(int(v) for v in np.unique(gt) if v >= LABEL_DIVISOR)
         scorer.add(gt, result, frame_stats, sequence)
 
     frames_rejected = int(sum(rejected.values()))
@@ -183,13 +201,15 @@ def score_recorded_bag(bag: str | Path, gt_topic: str, pred_bag: str | Path, pre
         "pred_topic": pred_topic, "backend": {"name": "recorded node output"},
         "storage": camera.reader.storage, "salvaged": camera.reader.salvaged,
         "tracker": "the node's own (track_id of the recorded instances)",
-        "frames_total": camera.total, "frames_evaluated": len(timings), "frames_rejected": frames_rejected,
+        "frames_total": camera.total, "frames_declared": camera.declared, "frames_read": camera.read,
+        "frames_evaluated": len(timings), "frames_rejected": frames_rejected,
         "rejected_by_reason": dict(sorted(rejected.items())),
         "frames_scored": gt_status.get("scored", 0), "gt_status": dict(sorted(gt_status.items())),
-        "predictions_total": len(predictions) + int(sum(bad_predictions.values())),
-        "predictions_unmatched": len(set(predictions) - matched),
+        "predictions_total": len(predictions) + duplicates + int(sum(bad_predictions.values())),
+        "predictions_unmatched": len(set(predictions) - matched), "predictions_duplicate_stamps": duplicates,
         "predictions_unreadable": dict(bad_predictions), "pred_read_error": pred_error,
-        "read_error": camera.reader.error, "examples": examples, "sequences": sequence + 1,
+        "read_error": camera.reader.error, "open_error": camera.reader.open_error,
+        "examples": examples, "sequences": sequence + 1,
         "sequence_gap_s": sequence_gap_s, **scorer.result(),
         "latency_ms": latency_percentiles(timings), "latency_source": "node processing_time_ms",
         "per_frame": per_frame, "elapsed_s": time.time() - started,

@@ -3,11 +3,15 @@
     hle synth --video --bag camera.mcap --num 2 --frames 30
     hle bag-eval --bag camera.mcap --image-topic /camera/image_raw --gt-topic /camera/panoptic_gt \\
         --model model.pt --out eval_camera --output-bag
+    hle bag-eval --bag camera.mcap --image-topic /camera/image_raw --gt-topic /camera/panoptic_gt \\
+        --pred-bag node_output.mcap --out eval_live        # score a live node's recorded output, no model run
 
 Reads mcap and sqlite3 bags (a bag directory or a bare ``.mcap`` / ``.db3`` file; a truncated MCAP file is
 salvaged up to the damage), builds the pipeline from ``--model`` exactly as the node does (``.pt`` → torch,
 ``.onnx`` → onnxruntime, ``--backend auto`` picks as the node's ``backend: auto``), processes every image in
-header-stamp order and writes ``OUT/metrics.json``, ``OUT/report.md``, plots and overlay images.
+header-stamp order and writes ``OUT/metrics.json``, ``OUT/report.md``, plots and overlay images. With
+``--pred-bag`` no model runs: the node's recorded ``PanopticSegmentation`` messages are matched to the images by
+header stamp and scored the same way (:mod:`hle_core.bags.score`; frames without output: ``not_received``).
 
 Every image message is accounted for: evaluated + rejected = total (rejections counted by reason). Images
 without a ground-truth message of the same header stamp are evaluated (latency, tracking) but not scored
@@ -74,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     if args.pred_bag is not None:
         if args.model is not None:
             raise ConfigError("--model and --pred-bag exclude each other")
+        if args.output_bag is not None:
+            raise ConfigError("--output-bag needs --model: with --pred-bag the node's output is already a bag")
         if not args.pred_bag.exists():
             raise FileNotFoundError(f"prediction bag not found: {args.pred_bag}")
     elif not args.model.is_file():
@@ -113,6 +119,8 @@ def summary(m: dict) -> str:
              f"({rej}), {m.get('frames_scored', 0)} scored"]
     if m.get("read_error"):
         lines.append(f"bag damaged: {m['read_error']}")
+    if "predictions_total" in m:
+        lines.append(f"recorded predictions: {m['predictions_total']}, {m['predictions_unmatched']} matching no image")
     if "pq" in m:
         pct = lambda v: "–" if v is None else f"{100 * v:.1f}"  # noqa: E731
         lines.append(f"PQ {pct(m['PQ'])} (things {pct(m['pq']['Things']['pq'])}, stuff {pct(m['pq']['Stuff']['pq'])})"

@@ -29,7 +29,7 @@ def parse_shape(text: str) -> tuple[int, int, int, int]:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("export", help="export a checkpoint to ONNX, or an ONNX file to a TensorRT engine",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="export_target", required=True, metavar="{onnx,tensorrt}")
+    sub = p.add_subparsers(dest="export_target", required=True, metavar="{onnx,tensorrt,checkpoint}")
 
     o = sub.add_parser("onnx", help="checkpoint -> ONNX (opset 17, metadata with config and decode parameters)")
     o.add_argument("--checkpoint", required=True, help="HLE checkpoint (.pt) written by training")
@@ -49,6 +49,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--opt", type=parse_shape, default=None, help="dynamic profile optimum BxCxHxW")
     t.add_argument("--max", type=parse_shape, default=None, help="dynamic profile maximum BxCxHxW")
     t.add_argument("--verbose", action="store_true", help="TensorRT verbose log")
+    c = sub.add_parser("checkpoint", help="training checkpoint -> deployable weights-only checkpoint")
+    c.add_argument("--checkpoint", required=True, help="HLE checkpoint (.pt) written by training")
+    c.add_argument("--out", required=True, help="output .pt path")
+    c.add_argument("--fp32", action="store_true", help="keep float32 weights (default: stored as float16)")
     p.set_defaults(func=run)
     return p
 
@@ -56,6 +60,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     if args.export_target == "onnx":
         return _run_onnx(args)
+    if args.export_target == "checkpoint":
+        from ..model import release_checkpoint
+
+        out = release_checkpoint(args.checkpoint, args.out, half=not args.fp32)
+        print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, weights "
+              f"{'float32' if args.fp32 else 'float16'}, no optimizer state)")
+        return 0
     return _run_tensorrt(args)
 
 

@@ -22,7 +22,7 @@ import torch
 from ..config import ConfigError, HLEConfig
 from .network import HLENet, build_model
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_model"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_model", "release_checkpoint"]
 
 FORMAT = "hle-checkpoint"
 VERSION = 1
@@ -48,17 +48,22 @@ def save_checkpoint(path: str | Path, model: HLENet, *, optimizer: Any = None, s
         "step": int(step),
         "extra": json.dumps(extra or {}),
     }
+    _atomic_save(payload, path)
+    return path
+
+
+def _atomic_save(payload: dict[str, Any], path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(payload, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)          # mkstemp creates 0600; a checkpoint is an ordinary, shareable file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -93,3 +98,20 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> HL
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not match the embedded config: {exc}") from exc
     return model.to(map_location).eval()
+
+
+def release_checkpoint(src: str | Path, dst: str | Path, *, half: bool = True) -> Path:
+    """A deployable copy of a training checkpoint: weights and config only (no optimizer / scheduler state),
+    floating-point weights stored as float16 when ``half`` (half the file; :func:`load_model` loads them back
+    into the float32 network). ``extra`` records the source step and the storage precision."""
+    payload = load_checkpoint(src)
+    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in payload["model"].items()}
+    extra = {**payload["extra"], "released_from": {"path": str(src), "step": int(payload.get("step", 0))},
+             "weights_dtype": "float16" if half else "float32"}
+    extra.pop("train_state", None)
+    out = {"format": FORMAT, "version": VERSION, "config": payload["config"].to_json(), "model": state,
+           "optimizer": None, "scheduler": None, "step": int(payload.get("step", 0)), "extra": json.dumps(extra)}
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_save(out, dst)
+    return dst

@@ -30,21 +30,7 @@ SIZE = (64, 128)
 IMG, GT = "/camera/image_raw", "/camera/panoptic_gt"
 
 
-@pytest.fixture(scope="module")
-def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An untrained MobileNetV2 HLE model with narrow ASPP / decoder (the plumbing needs no trained weights)."""
-    import torch
-
-    from hle_core.config import HLEConfig
-    from hle_core.model import build_model, save_checkpoint
-
-    cfg = HLEConfig()
-    cfg.model.backbone, cfg.model.pretrained = "mobilenet_v2", None
-    cfg.model.aspp_channels, cfg.model.decoder_channels, cfg.model.low_level_channels = 16, 16, 8
-    torch.manual_seed(0)
-    return save_checkpoint(tmp_path_factory.mktemp("model") / "small.pt", build_model(cfg))
-
-
+# small_model: test/core/conftest.py
 @pytest.fixture(scope="module")
 def synth_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("bags") / "synth.mcap"

@@ -169,3 +169,27 @@ def test_packaged_imagenet_mobilenet_weights_load():
     ref = torchvision.models.mobilenet_v2(weights=None)
     ref.load_state_dict(torch.load(find_packaged_mobilenet_weights(), weights_only=True))
     torch.testing.assert_close(model.backbone.low[0][0].weight, ref.features[0][0].weight)
+
+
+def test_release_checkpoint_is_weights_only_half_and_loads_back(tmp_path):
+    """`hle export checkpoint`: no optimizer state, float16 storage, same network within fp16 rounding."""
+    from hle_core.model import release_checkpoint
+
+    cfg = HLEConfig().override({"model": {"backbone": "mobilenet_v2", "aspp_channels": 16, "decoder_channels": 8,
+                                          "embedding_dim": 4}})
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    opt = torch.optim.Adam(model.parameters())
+    src = save_checkpoint(tmp_path / "train.pt", model, optimizer=opt, step=7)
+    dst = release_checkpoint(src, tmp_path / "release.pt")
+    raw = torch.load(dst, weights_only=True)
+    assert raw["optimizer"] is None and raw["scheduler"] is None
+    assert all(v.dtype == torch.float16 for v in raw["model"].values() if v.is_floating_point())
+    assert dst.stat().st_size < 0.6 * src.stat().st_size
+    loaded = load_model(dst)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        a, b = model(x)["embedding"], loaded(x)["embedding"]
+    assert torch.allclose(a, b, atol=5e-2) and not torch.equal(a, b)
+    assert load_checkpoint(dst)["extra"]["released_from"]["step"] == 7
