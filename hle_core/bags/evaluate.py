@@ -187,6 +187,27 @@ class _Scorer:
 
         return accumulate_maps(PQStats(self.cats), gt, panoptic)
 
+    def score_frame(self, gt: np.ndarray | None, status: str, result: Any, row: dict[str, Any], sequence: int,
+                    examples: dict[str, list[str]]) -> str:
+        """Score one evaluated frame against its ground truth (``gt`` None: not scored, ``status`` says why);
+        fills the per-frame ``row`` and returns the frame's final ground-truth status."""
+        frame_stats = None
+        if gt is not None:
+            try:
+                frame_stats = self.frame_pq(gt, result.panoptic)
+            except (ValueError, TypeError, KeyError) as exc:
+                status = "gt_labels"
+                _example(examples, "gt_labels", f"stamp {row.get('stamp_ns')}: {exc}")
+        row["status"] = status
+        if frame_stats is None:
+            self.stability.gap()
+            return status
+        frame_pq = frame_stats.pq_average(None)[0]
+        row["pq"] = frame_pq["pq"] if frame_pq["n"] else None
+        row["gt_objects"] = sorted(int(v) for v in np.unique(gt) if v >= LABEL_DIVISOR)
+        self.add(gt, result, frame_stats, sequence)
+        return status
+
     def add(self, gt: np.ndarray, result: Any, frame_stats: Any, sequence: int) -> None:
         from ..evaluation.video import relabel_with_tracks
 
@@ -330,22 +351,7 @@ def evaluate_bag(bag: str | Path, image_topic: str, *, gt_topic: str | None = No
                 overlays.append((n, as_rgb(image).copy(), result.panoptic.copy()))
 
             status, gt = _ground_truth(bag_data.gts, gt_topic, stamp, image.shape[:2], examples)
-            frame_stats = None
-            if gt is not None:
-                try:
-                    frame_stats = scorer.frame_pq(gt, result.panoptic)
-                except (ValueError, TypeError, KeyError) as exc:
-                    status = "gt_labels"
-                    _example(examples, "gt_labels", f"stamp {stamp}: {exc}")
-            gt_status[status] += 1
-            row["status"] = status
-            if frame_stats is None:
-                scorer.stability.gap()
-                continue
-            frame_pq = frame_stats.pq_average(None)[0]
-            row["pq"] = frame_pq["pq"] if frame_pq["n"] else None
-            row["gt_objects"] = sorted(int(v) for v in np.unique(gt) if v >= LABEL_DIVISOR)
-            scorer.add(gt, result, frame_stats, sequence)
+            gt_status[scorer.score_frame(gt, status, result, row, sequence, examples)] += 1
         tracker_used = pipeline.tracker.cfg if pipeline.tracker is not None else None
         backend_info = {"name": pipeline.backend.name, "device": str(pipeline.device),
                         "selection_reason": getattr(pipeline.backend, "selection_reason", "")}

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import LABEL_DIVISOR, ClassTable
+from ..config import ClassTable
 from ..image_codec import ImageConversionError, as_rgb, compressed_to_rgb, image_to_array, image_to_rgb
 from .evaluate import _example, _ground_truth, _json_safe, _read_bag, _Scorer
 from .metrics import latency_percentiles
@@ -173,25 +173,10 @@ def score_recorded_bag(bag: str | Path, gt_topic: str, pred_bag: str | Path, pre
         timings.append({"total": result.processing_time_ms})
         row.update(latency_ms=result.processing_time_ms, segments=int(result.ids.size),
                    tracks=[int(t) for t in result.track_ids if t >= 0])
-        status, gt = _ground_truth(camera.gts, gt_topic, stamp, shape, examples)
-        frame_stats = None
-        if gt is not None:
-            try:
-                frame_stats = scorer.frame_pq(gt, result.panoptic)
-            except (ValueError, TypeError, KeyError) as exc:
-                status = "gt_labels"
-                _example(examples, "gt_labels", f"stamp {stamp}: {exc}")
-        gt_status[status] += 1
-        row["status"] = status
         if n in overlay_at:
             overlays.append((n, as_rgb(image).copy(), result.panoptic.copy()))
-        if frame_stats is None:
-            scorer.stability.gap()
-            continue
-        frame_pq = frame_stats.pq_average(None)[0]
-        row["pq"] = frame_pq["pq"] if frame_pq["n"] else None
-        row["gt_objects"] = sorted(int(v) for v in np.unique(gt) if v >= LABEL_DIVISOR)
-        scorer.add(gt, result, frame_stats, sequence)
+        status, gt = _ground_truth(camera.gts, gt_topic, stamp, shape, examples)
+        gt_status[scorer.score_frame(gt, status, result, row, sequence, examples)] += 1
 
     frames_rejected = int(sum(rejected.values()))
     if len(timings) + frames_rejected != camera.total:               # an invariant, not input validation

@@ -39,7 +39,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--synthetic-seed", type=int, default=1000003,
                    help="scene seed of --synthetic (default 1000003, the validation seed of "
                         "config/synthetic_small.yaml; never a training seed)")
-    p.add_argument("--size", type=parse_size, default=(256, 512), help="HxW of --synthetic scenes (default 256x512)")
+    p.add_argument("--size", type=parse_size, default=None,
+                   help="HxW of --synthetic scenes (default: the checkpoint's synthetic training size, else 256x512)")
+    p.add_argument("--generator", default=None, metavar="YAML",
+                   help="SceneGenerator options of --synthetic, e.g. '{min_area: 64, density: 0.6}' (default: those "
+                        "the checkpoint was trained with)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N images of --data")
     p.add_argument("--trials", type=int, default=100, help="Optuna trials, trial 0 = the checkpoint's decoder "
                                                            "(default 100)")
@@ -65,8 +69,9 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--data", str(args.data), "--format", args.format, "--split", args.split]
         parts += ["--limit", str(args.limit)] if args.limit is not None else []
     else:
-        parts += ["--synthetic", str(args.synthetic), "--synthetic-seed", str(args.synthetic_seed),
-                  "--size", f"{args.size[0]}x{args.size[1]}"]
+        parts += ["--synthetic", str(args.synthetic), "--synthetic-seed", str(args.synthetic_seed)]
+        parts += ["--size", f"{args.size[0]}x{args.size[1]}"] if args.size is not None else []
+        parts += ["--generator", args.generator] if args.generator is not None else []
     parts += ["--trials", str(args.trials), "--seed", str(args.seed)]
     for item in args.space:
         parts += ["--space", item]
@@ -90,6 +95,26 @@ def run(args: argparse.Namespace) -> int:
     except (CheckpointError, ConfigError, FileNotFoundError, PanopticFormatError) as exc:
         print(f"hle tune-decoder: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _synthetic_settings(args: argparse.Namespace) -> tuple[tuple[int, int], dict]:
+    """Scene size and SceneGenerator options of ``--synthetic``: given, else the checkpoint's training data."""
+    import yaml  # noqa: PLC0415
+
+    from ..config import ConfigError  # noqa: PLC0415
+    from ..model import load_checkpoint  # noqa: PLC0415
+
+    data = load_checkpoint(args.checkpoint)["extra"].get("train", {}).get("data", {})
+    trained_synthetic = data.get("format") == "synthetic"
+    size = tuple(args.size) if args.size is not None else \
+        tuple(data["image_size"]) if trained_synthetic and data.get("image_size") else (256, 512)
+    if args.generator is not None:
+        generator = yaml.safe_load(args.generator) or {}
+        if not isinstance(generator, dict):
+            raise ConfigError(f"--generator must be a YAML mapping, got {args.generator!r}")
+    else:
+        generator = dict(data.get("generator") or {}) if trained_synthetic else {}
+    return size, generator
 
 
 def _tune(args: argparse.Namespace, command: str) -> int:
@@ -116,12 +141,15 @@ def _tune(args: argparse.Namespace, command: str) -> int:
             dataset = torch.utils.data.Subset(dataset, range(args.limit))
         source = f"{args.data} ({args.format}, split {args.split}, {len(dataset)} images)"
     else:
+        size, generator = _synthetic_settings(args)
+        args.size = size
         try:
-            dataset = SyntheticDataset(args.synthetic, args.synthetic_seed, tuple(args.size), cfg.classes,
-                                       mean=cfg.model.mean, std=cfg.model.std)
+            dataset = SyntheticDataset(args.synthetic, args.synthetic_seed, size, cfg.classes,
+                                       mean=cfg.model.mean, std=cfg.model.std, **generator)
         except ValueError as exc:     # e.g. a checkpoint whose classes are not the street classes
             raise ConfigError(f"--synthetic: {exc}") from exc
-        source = f"{args.synthetic} synthetic scenes, seed {args.synthetic_seed}, {args.size[0]}x{args.size[1]}"
+        source = (f"{args.synthetic} synthetic scenes, seed {args.synthetic_seed}, {size[0]}x{size[1]}"
+                  + (f", generator {generator}" if generator else ""))
 
     t0 = time.perf_counter()
     cached = list(infer_outputs(model, cfg, dataset, flip=args.flip, device=dev, progress=not args.no_progress))

@@ -155,3 +155,25 @@ def test_synthetic_scenes_need_the_street_classes(tmp_path, capsys):
     assert tune_cli(ckpt, tmp_path / "o.yaml") == 2
     err = capsys.readouterr().err
     assert "--synthetic" in err and "class table lacks" in err
+
+
+def test_synthetic_scenes_default_to_the_checkpoints_training_data(tmp_path, ckpt):
+    """--synthetic without --size/--generator uses the scene size and generator options the checkpoint was
+    trained with (recorded in its extra), so tuning sees the training distribution; explicit flags win."""
+    import argparse
+
+    from hle_core.commands.tune_decoder import _synthetic_settings
+    from hle_core.config import ConfigError
+    from hle_core.model import load_checkpoint
+
+    payload = load_checkpoint(ckpt)
+    model = load_model(ckpt)
+    trained = save_checkpoint(tmp_path / "trained.pt", model, extra={"train": {"data": {
+        "format": "synthetic", "image_size": [64, 96], "generator": {"min_area": 32, "density": 0.5}}}})
+    ns = lambda **kw: argparse.Namespace(**{"checkpoint": trained, "size": None, "generator": None, **kw})  # noqa: E731
+    assert _synthetic_settings(ns()) == ((64, 96), {"min_area": 32, "density": 0.5})
+    assert _synthetic_settings(ns(size=(32, 64), generator="{density: 2.0}")) == ((32, 64), {"density": 2.0})
+    with pytest.raises(ConfigError, match="YAML mapping"):
+        _synthetic_settings(ns(generator="[1, 2]"))
+    plain = argparse.Namespace(checkpoint=ckpt, size=None, generator=None)   # no training record: defaults
+    assert payload["extra"].get("train") is None and _synthetic_settings(plain) == ((256, 512), {})
