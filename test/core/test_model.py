@@ -193,3 +193,17 @@ def test_release_checkpoint_is_weights_only_half_and_loads_back(tmp_path):
         a, b = model(x)["embedding"], loaded(x)["embedding"]
     assert torch.allclose(a, b, atol=5e-2) and not torch.equal(a, b)
     assert load_checkpoint(dst)["extra"]["released_from"]["step"] == 7
+
+
+def test_committed_demo_model_loads():
+    """models/hle_synthetic_small.pt (make demo's model) is a valid release checkpoint of the street classes."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "models" / "hle_synthetic_small.pt"
+    payload = load_checkpoint(path)
+    assert payload["optimizer"] is None and payload["extra"]["weights_dtype"] == "float16"
+    model = load_model(path)
+    assert model.cfg.classes.names[-3:] == ("person", "car", "bicycle")
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, 64, 128))
+    assert out["embedding"].shape == (1, model.cfg.model.embedding_dim, 64, 128)
