@@ -203,7 +203,7 @@ def test_committed_demo_model_loads():
     payload = load_checkpoint(path)
     assert payload["optimizer"] is None and payload["extra"]["weights_dtype"] == "float16"
     model = load_model(path)
-    assert model.cfg.classes.names[-3:] == ("person", "car", "bicycle")
+    assert tuple(model.cfg.classes.names)[-3:] == ("person", "car", "bicycle")
     with torch.no_grad():
         out = model(torch.zeros(1, 3, 64, 128))
     assert out["embedding"].shape == (1, model.cfg.model.embedding_dim, 64, 128)
