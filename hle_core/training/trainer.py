@@ -338,16 +338,15 @@ def _progress(total: int, initial: int, enabled: bool):
 @torch.no_grad()
 def _log_images(writer, cfg: HLEConfig, model: HLENet, outputs: dict[str, torch.Tensor], batch: dict, step: int) -> None:
     """Overlay of the decoded prediction and the embedding PCA as RGB (paper Fig. 3) for the first image."""
-    from ..decoding import decode_panoptic
+    from ..decoding import decode_batch
     from ..visualize import embedding_to_rgb, overlay
 
     m = cfg.model
     img = batch["image"][0].cpu() * torch.tensor(m.std).view(3, 1, 1) + torch.tensor(m.mean).view(3, 1, 1)
     img = (img.clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
-    params = model.decode_params()
-    res = decode_panoptic(outputs["embedding"][0].detach(), outputs["sigma"][0].detach(),
-                          outputs["sigma_spatial"][0].detach(), outputs["seed"][0].detach(),
-                          params["class_means"], params["class_sigma"], cfg.classes, cfg.decoder, m.coord_scale)
+    first = {k: v[:1].detach() for k, v in outputs.items()}
+    res = decode_batch(first, model.decode_params(), cfg.classes, cfg.decoder, m.coord_scale,
+                       split_embedding=cfg.loss.split_embedding)[0]
     writer.add_image("pred/overlay", overlay(img, res.panoptic.cpu().numpy(), cfg.classes), step, dataformats="HWC")
     writer.add_image("pred/embedding_pca", embedding_to_rgb(outputs["embedding"][0].detach().cpu()), step,
                      dataformats="HWC")

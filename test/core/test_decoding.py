@@ -499,3 +499,40 @@ def test_cuda_matches_cpu():
         g = gpu.to("cpu")
         assert g.ids.tolist() == cpu.ids.tolist() and g.areas.tolist() == cpu.areas.tolist()
         assert g.boxes.tolist() == cpu.boxes.tolist()
+
+
+def test_split_embedding_variant_decodes_semantics_from_first_half_and_instances_from_second():
+    """Table-6 split space: ψ (eq. 9) reads the first D/2 channels with the class means, Φ (eq. 8) the last D/2.
+
+    Constructed maps: the left and right halves of the image differ only in the semantic half of the embedding
+    (two stuff classes); the instance half is constant. The decoded semantics must follow the first half.
+    """
+    import torch.nn.functional as F
+
+    from hle_core.config import ClassInfo, ClassTable, DecoderConfig
+    from hle_core.decoding import decode_batch, variant_inputs
+    from hle_core.kernels import class_logits
+
+    classes = ClassTable((ClassInfo(7, "road", False), ClassInfo(23, "sky", False), ClassInfo(26, "car", True)))
+    h, w = 16, 32
+    sem = torch.zeros(4, h, w)
+    sem[0, :, : w // 2] = 1.0                      # left: class 0 direction
+    sem[1, :, w // 2:] = 1.0                       # right: class 1 direction
+    ins = torch.zeros(4, h, w)
+    ins[2] = 1.0
+    e = torch.cat((sem, ins)) / 2 ** 0.5           # (8, H, W), each half unit norm / sqrt(2) as HLENet emits
+    means = torch.zeros(3, 8)
+    means[0, 0] = means[1, 1] = means[2, 3] = 1.0  # semantic means live in the first half (HLENet split init)
+    params = {"class_means": means, "class_sigma": torch.full((3,), 0.3)}
+    maps = {"embedding": e[None], "sigma": torch.full((1, 1, h, w), 0.5),
+            "sigma_spatial": torch.full((1, 1, h, w), 0.5), "seed": torch.zeros(1, 1, h, w)}
+    out, p = variant_inputs(maps, params, split_embedding=True)
+    assert torch.allclose(out["embedding"][0], F.normalize(ins, dim=0))
+    assert torch.allclose(out["semantic_logits"],
+                          class_logits(F.normalize(e[None, :4], dim=1), F.normalize(means[:, :4], dim=1),
+                                       params["class_sigma"]))
+    cfg = DecoderConfig(min_stuff_area=1, min_instance_area=1, stuff_threshold=0.1)
+    res = decode_batch(maps, params, classes, cfg, coord_scale=32.0, split_embedding=True)[0]
+    assert (res.panoptic[:, : w // 2] == 7).all() and (res.panoptic[:, w // 2:] == 23).all()
+    unchanged, _ = variant_inputs(maps, params, split_embedding=False)
+    assert unchanged["embedding"] is maps["embedding"] and "semantic_logits" not in unchanged
