@@ -15,7 +15,7 @@ sections=("$@")
 run() {   # run NAME CMD...: log the command, the load and the output
   local name=$1; shift
   { echo "# $(date -u +%FT%TZ) $(uptime)"; echo "# \$ $*"; } > "$OUT/$name.txt"
-  "$@" 2>&1 | grep -v '\r' | tee -a "$OUT/$name.txt"
+  "$@" 2>&1 | sed -u "s/.*\r//" | tee -a "$OUT/$name.txt"   # keep the last state of progress bars
 }
 
 for s in "${sections[@]}"; do
