@@ -20,8 +20,15 @@ help:
 setup:
 	@HLE_VENV="$(abspath $(VENV))" bash scripts/setup_env.sh
 
+# The oracle of test/core/test_pq.py: panopticapi in a venv of its own (it pins numpy<2); built once.
+PANOPTICAPI := .venv-panopticapi/bin/python
+$(PANOPTICAPI): scripts/panopticapi_venv.sh
+	@echo "[setup] panopticapi tool venv (the PQ oracle of the tests) ..."
+	@bash scripts/panopticapi_venv.sh
+	@touch $(PANOPTICAPI)
+
 # pytest exit code 5 means no test was collected: that is a failure too.
-test: setup
+test: setup $(PANOPTICAPI)
 	@echo "[test] pytest $(TESTS) (OMP_NUM_THREADS=$(OMP_NUM_THREADS))"
 	@$(PY) -m pytest -q -rs -p no:cacheprovider $(TESTS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "[test] ERROR: pytest collected no tests" >&2; exit 1; fi; exit $$rc
