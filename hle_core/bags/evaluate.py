@@ -386,8 +386,14 @@ def evaluate_bag(bag: str | Path, image_topic: str, *, gt_topic: str | None = No
     if out_writer is not None:
         metrics["output_bag"] = {"path": str(out_writer.path), "topic": OUTPUT_TOPIC,
                                  "messages": out_writer.counts[OUTPUT_TOPIC]}
-    metrics = _json_safe(metrics)
+    return finish_metrics(metrics, out_dir, overlays, classes, plots)
 
+
+def finish_metrics(metrics: dict[str, Any], out_dir: str | Path | None, overlays: list, classes: Any,
+                   plots: bool) -> dict[str, Any]:
+    """Make ``metrics`` strict JSON; with ``out_dir`` also write ``report.md``, plots, overlays and ``metrics.json``
+    there. Returns the metrics (with ``files`` when written)."""
+    metrics = _json_safe(metrics)
     if out_dir is not None:
         from .report import write_report
 

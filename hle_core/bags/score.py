@@ -17,7 +17,6 @@ matches no image are counted in ``predictions_unmatched``; further predictions w
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -29,7 +28,7 @@ import numpy as np
 
 from ..config import ClassTable
 from ..image_codec import ImageConversionError, as_rgb, compressed_to_rgb, image_to_array, image_to_rgb
-from .evaluate import _example, _ground_truth, _json_safe, _read_bag, _Scorer
+from .evaluate import _example, _ground_truth, _read_bag, _Scorer, finish_metrics
 from .metrics import latency_percentiles
 from .reader import BagError, BagReader
 from .types import COMPRESSED_TYPE, PANOPTIC_TYPE, stamp_ns
@@ -199,12 +198,4 @@ def score_recorded_bag(bag: str | Path, gt_topic: str, pred_bag: str | Path, pre
         "latency_ms": latency_percentiles(timings), "latency_source": "node processing_time_ms",
         "per_frame": per_frame, "elapsed_s": time.time() - started,
     }
-    metrics = _json_safe(metrics)
-    if out_dir is not None:
-        from .report import write_report
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        metrics["files"] = write_report(metrics, out, overlays=overlays, classes=classes, plots=plots)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    return metrics
+    return finish_metrics(metrics, out_dir, overlays, classes, plots)
