@@ -17,10 +17,16 @@ from .config import DecoderConfig
 from .decoding import decode_panoptic, variant_inputs
 from .runtime.base import Backend
 
-__all__ = ["Pipeline", "FrameResult", "InputImageError"]
+__all__ = ["Pipeline", "FrameResult", "InputImageError", "pad_to_multiple"]
 
 #: The network downsamples by 32 at most (backbone stride × ASPP); inputs are padded to a multiple of it.
 SIZE_MULTIPLE = 32
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int = SIZE_MULTIPLE) -> torch.Tensor:
+    """Zero-pad the last two axes of ``x`` at the bottom / right up to multiples of ``multiple``."""
+    ph, pw = (-x.shape[-2]) % multiple, (-x.shape[-1]) % multiple
+    return F.pad(x, (0, pw, 0, ph)) if ph or pw else x
 
 
 class InputImageError(ValueError):
@@ -111,11 +117,8 @@ class Pipeline:
             x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
             valid = self.input_size
         else:
-            h, w = x.shape[-2:]
-            valid = (h, w)
-            ph, pw = (-h) % SIZE_MULTIPLE, (-w) % SIZE_MULTIPLE
-            if ph or pw:
-                x = F.pad(x, (0, pw, 0, ph))                              # zeros = the mean colour
+            valid = (x.shape[-2], x.shape[-1])
+            x = pad_to_multiple(x)                                        # zeros = the mean colour
         return x.to(self.backend.dtype), valid
 
     def process(self, image: np.ndarray, keep_embedding: bool = False) -> FrameResult:

@@ -7,13 +7,14 @@ The two halves are separate so the decoder can be re-run many times on one set o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from ..config import DecoderConfig, HLEConfig
 from ..decoding import PanopticResult, decode_panoptic, variant_inputs
+from ..pipeline import pad_to_multiple
 from .pq import Categories, PQStats, accumulate_maps
 
 __all__ = ["CachedOutputs", "flip_average", "infer_outputs", "decode_outputs", "decode_and_score",
@@ -48,12 +49,6 @@ def _denormalise(image: torch.Tensor, cfg: HLEConfig) -> np.ndarray:
     return ((image.cpu() * std + mean).clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
 
 
-def _pad_to(x: torch.Tensor, multiple: int = 32) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    return torch.nn.functional.pad(x, (0, pw, 0, ph)) if ph or pw else x
-
-
 @torch.no_grad()
 def infer_outputs(model: torch.nn.Module, cfg: HLEConfig, dataset: Sequence, *, flip: bool = False,
                   device: torch.device | str = "cpu", keep_images: bool = False,
@@ -70,9 +65,9 @@ def infer_outputs(model: torch.nn.Module, cfg: HLEConfig, dataset: Sequence, *, 
         sample = dataset[i]
         image = sample["image"]
         h, w = image.shape[-2:]
-        batch = _pad_to(image[None]).to(device)
+        batch = pad_to_multiple(image[None]).to(device)
         if flip:
-            batch = torch.cat((batch, _pad_to(image.flip(-1)[None]).to(device)))
+            batch = torch.cat((batch, pad_to_multiple(image.flip(-1)[None]).to(device)))
         out = model(batch)
         maps = {k: v[:, :, :h, :w].float() for k, v in out.items()}
         if flip:
@@ -91,10 +86,11 @@ def decode_outputs(cached: CachedOutputs, decode_params: dict[str, torch.Tensor]
                            cfg.model.coord_scale, semantic_logits=maps.get("semantic_logits"))
 
 
-def decode_and_score(cached: Sequence[CachedOutputs], decode_params: dict[str, torch.Tensor], cfg: HLEConfig,
+def decode_and_score(cached: Iterable[CachedOutputs], decode_params: dict[str, torch.Tensor], cfg: HLEConfig,
                      decoder: DecoderConfig | None = None,
                      on_result: Callable[[CachedOutputs, PanopticResult], None] | None = None) -> PQStats:
-    """Decode every cached image and accumulate panoptic statistics against its ground truth."""
+    """Decode every cached image (a list, or :func:`infer_outputs` streaming) and accumulate panoptic statistics
+    against its ground truth; ``on_result`` sees each image's decoding."""
     stats = PQStats(Categories.from_class_table(cfg.classes))
     for c in cached:
         result = decode_outputs(c, decode_params, cfg, decoder)
@@ -111,8 +107,5 @@ def evaluate_model(model: torch.nn.Module, cfg: HLEConfig, dataset: Sequence, *,
     ``per_class``, PQ†, PC, mIoU)."""
     net = model.module if hasattr(model, "module") else model
     params = {k: v.to("cpu") for k, v in net.decode_params().items()}
-    stats = PQStats(Categories.from_class_table(cfg.classes))
-    for c in infer_outputs(model, cfg, dataset, flip=flip, device=device, progress=progress):
-        result = decode_outputs(c, params, cfg, decoder)
-        accumulate_maps(stats, c.gt_panoptic, result.panoptic.cpu().numpy())
-    return stats.results()
+    outputs = infer_outputs(model, cfg, dataset, flip=flip, device=device, progress=progress)
+    return decode_and_score(outputs, params, cfg, decoder).results()

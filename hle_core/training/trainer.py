@@ -283,27 +283,29 @@ def validate(model: torch.nn.Module, cfg: HLEConfig, tcfg: TrainConfig, device: 
     """PQ of ``model`` on the recipe's validation split (whole images, §3.5 decoding with ``cfg.decoder``),
     plus the learned variances the paper compares (§4.4): the semantic σ_k (eq. 9) against the mean predicted
     instance σ_i over ground-truth thing pixels (eq. 7)."""
-    from ..evaluation import Categories, PQStats, accumulate_maps
-    from ..evaluation.predict import decode_outputs, infer_outputs
+    from ..config import LABEL_DIVISOR
+    from ..evaluation.predict import decode_and_score, infer_outputs
 
     net = model.module if hasattr(model, "module") else model
     params = {k: v.cpu() for k, v in net.decode_params().items()}
-    stats = PQStats(Categories.from_class_table(cfg.classes))
     thing_ids = torch.tensor([c.id for c in cfg.classes.classes if c.isthing])
-    sigma_sum, sigma_sp_sum, n_px = 0.0, 0.0, 0
-    for c in infer_outputs(net, cfg, build_val_dataset(cfg, tcfg), device=device, progress=progress):
-        accumulate_maps(stats, c.gt_panoptic, decode_outputs(c, params, cfg).panoptic.numpy())
+    sums = {"sigma": 0.0, "sigma_spatial": 0.0, "pixels": 0}
+
+    def thing_sigmas(c, _result) -> None:     # σ_i and σ_spatial,i over the ground-truth thing pixels
         gt = torch.from_numpy(c.gt_panoptic).long()
-        things = (gt >= 1000) & torch.isin(gt // 1000, thing_ids)
-        sigma_sum += float(c.maps["sigma"][0][things].sum())
-        sigma_sp_sum += float(c.maps["sigma_spatial"][0][things].sum())
-        n_px += int(things.sum())
-    results = stats.results()
+        things = (gt >= LABEL_DIVISOR) & torch.isin(gt // LABEL_DIVISOR, thing_ids)
+        sums["sigma"] += float(c.maps["sigma"][0][things].sum())
+        sums["sigma_spatial"] += float(c.maps["sigma_spatial"][0][things].sum())
+        sums["pixels"] += int(things.sum())
+
+    outputs = infer_outputs(net, cfg, build_val_dataset(cfg, tcfg), device=device, progress=progress)
+    results = decode_and_score(outputs, params, cfg, on_result=thing_sigmas).results()
+    n_px = sums["pixels"]
     results["variances"] = {
         "semantic_sigma_mean": float(params["class_sigma"].mean()),
         "semantic_sigma": {c.name: float(v) for c, v in zip(cfg.classes.classes, params["class_sigma"])},
-        "instance_sigma_mean": sigma_sum / max(n_px, 1),
-        "instance_sigma_spatial_mean": sigma_sp_sum / max(n_px, 1),
+        "instance_sigma_mean": sums["sigma"] / max(n_px, 1),
+        "instance_sigma_spatial_mean": sums["sigma_spatial"] / max(n_px, 1),
         "thing_pixels": n_px,
     }
     return results
