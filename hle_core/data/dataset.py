@@ -139,22 +139,32 @@ class PanopticDataset(_PanopticBase):
 
 
 class SyntheticDataset(_PanopticBase):
-    """``num`` procedural street scenes generated on the fly; scene ``i`` is ``SceneGenerator(size,
-    seed).frame(i)``, so the data set is deterministic per index and needs no disk."""
+    """``num`` procedural street scenes; scene ``i`` is ``SceneGenerator(size, seed).frame(i)``, so the data
+    set is deterministic per index. Generated on the fly, or, with ``cache_dir``, rendered once into a
+    :class:`~hle_core.data.scene_cache.SceneCache` there and read back (the same scenes, bit for bit)."""
 
     def __init__(self, num: int, seed: int = 0, size: tuple[int, int] = (256, 512),
                  classes: ClassTable | None = None, transforms: Transform | None = None, *,
                  mean: tuple[float, float, float] | None = None, std: tuple[float, float, float] | None = None,
-                 ignore_index: int | None = None, **generator_kwargs) -> None:
+                 ignore_index: int | None = None, cache_dir: str | Path | None = None,
+                 progress: bool = False, **generator_kwargs) -> None:
         if num < 1:
             raise ValueError(f"num must be >= 1, got {num}")
         super().__init__(classes, transforms, mean, std, ignore_index, seed)
         self.num = int(num)
         self.generator = SceneGenerator(size, seed, self.classes, **generator_kwargs)
+        self.cache = None
+        if cache_dir is not None:
+            from .scene_cache import SceneCache
+
+            self.cache = SceneCache.open(cache_dir, self.num, seed, size, self.classes, generator_kwargs,
+                                         progress=progress)
 
     def __len__(self) -> int:
         return self.num
 
     def _load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.cache is not None:
+            return self.cache[index]
         f = self.generator.frame(index)
         return f.image, f.panoptic

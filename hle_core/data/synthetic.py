@@ -9,6 +9,14 @@ the ground truth is what stays visible, and instances with fewer than ``min_area
 void. Every region is textured (value noise), then lighting (brightness, colour cast, shadow gradient,
 cast shadows) and sensor noise are applied.
 
+Annotation rule (what a Cityscapes annotator draws, not what the renderer paints): the ground truth of an
+object is its *annotation mask*, which may be coarser than its painted pixels. Cars and persons are solid
+and annotated as painted. A bicycle is painted as thin strokes (wire wheels, a diamond frame of bars one or
+two pixels wide), which no annotator traces and no stride-4 decoder can reproduce; it is annotated as a
+coarse polygon instead: the two filled wheel discs plus the filled convex hull of its frame points (hubs,
+crank, seat, head tube, handlebar). Background seen through a bicycle's wheels and frame therefore belongs
+to the bicycle, as in Cityscapes, and no stroke of the annotation is thinner than the wheel radius.
+
 Everything is drawn with numpy broadcasting and OpenCV primitives; randomness comes only from
 ``numpy.random.Generator`` seeded by ``(seed, index)``, so a frame depends on nothing else.
 
@@ -448,11 +456,11 @@ class SceneGenerator:
             u, v = (th.x - cx) * zoom + W / 2, (th.yb - cy) * zoom + H / 2
             if h < 2 or u + 2 * h * th.aspect < 0 or u - 2 * h * th.aspect > W or v - h > H:
                 continue
-            parts, x0, y0 = _DRAW[th.kind](th, u, v, h)
+            parts, x0, y0, claim = _DRAW[th.kind](th, u, v, h)
             if th.kind != "bicycle":    # cast shadow: a dark ellipse on the ground under the object
                 half = max(1, int(0.5 * (parts.shape[1] - 4)))
                 cv2.ellipse(shadow, (int(u), int(v)), (half, max(1, int(0.04 * h))), 0, 0, 360, 1, -1)
-            self._composite(img, owner, parts, x0, y0, th, j + 1, mid, fine)
+            self._composite(img, owner, parts, claim, x0, y0, th, j + 1, mid, fine)
         img *= np.where(shadow > 0, np.float32(0.6), np.float32(1.0))[..., None]
 
         # ground truth: visible pixels of each object; too small ones become void
@@ -465,9 +473,10 @@ class SceneGenerator:
         tracks = {th.pan_id: th.track for th in things}
         return Frame(image, panoptic, segments_from_panoptic(panoptic, self.classes, tracks), index)
 
-    def _composite(self, img: np.ndarray, owner: np.ndarray, parts: np.ndarray, x0: int, y0: int, th: _Thing,
-                   label: int, mid: np.ndarray, fine: np.ndarray) -> None:
-        """Paint the object's patch over ``img`` (H, W, 3) and claim its pixels in ``owner`` (H, W)."""
+    def _composite(self, img: np.ndarray, owner: np.ndarray, parts: np.ndarray, claim: np.ndarray, x0: int, y0: int,
+                   th: _Thing, label: int, mid: np.ndarray, fine: np.ndarray) -> None:
+        """Paint the object's patch over ``img`` (H, W, 3) where ``parts`` > 0 and claim the pixels of its
+        annotation mask ``claim`` (same shape as ``parts``) in ``owner`` (H, W)."""
         H, W = owner.shape
         ph, pw = parts.shape
         sy0, sy1, sx0, sx1 = max(y0, 0), min(y0 + ph, H), max(x0, 0), min(x0 + pw, W)
@@ -475,7 +484,8 @@ class SceneGenerator:
             return
         p = parts[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0]                    # h x w part labels
         mask = p > 0
-        if not mask.any():
+        annotated = claim[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0]           # h x w annotation mask
+        if not annotated.any():
             return
         # texture moves with the object: a window of the noise pool fixed by the track id
         ty, tx = (th.track * 97) % H, (th.track * 389) % (2 * W)
@@ -484,7 +494,7 @@ class SceneGenerator:
         shade = np.linspace(1.1, 0.8, ph, dtype=np.float32)[sy0 - y0:sy1 - y0, None]         # h x 1
         col = th.colours[p] * (tex * shade)[..., None]                                        # h x w x 3
         img[sy0:sy1, sx0:sx1][mask] = col[mask]
-        owner[sy0:sy1, sx0:sx1][mask] = label
+        owner[sy0:sy1, sx0:sx1][annotated] = label
 
     def _photometric(self, rng: np.random.Generator, img: np.ndarray, light: np.ndarray) -> np.ndarray:
         """Brightness, colour cast, shadow gradient, slight blur (optics) and Gaussian sensor noise."""
@@ -500,7 +510,8 @@ class SceneGenerator:
 
 
 # ----------------------------------------------------------------------------------------------
-# drawing: each returns (parts (h, w) uint8 part labels, x0, y0) in screen pixels
+# drawing: each returns (parts (h, w) uint8 part labels, x0, y0, claim (h, w) bool annotation mask) in
+# screen pixels; claim is what the ground truth holds (module docstring: annotation rule)
 # ----------------------------------------------------------------------------------------------
 def _patch(u: float, v: float, half_w: float, h: float) -> tuple[np.ndarray, int, int, Callable]:
     """Empty patch around base centre (u, v) and a function mapping object coordinates (dx right of the
@@ -533,7 +544,7 @@ def _draw_car(th: _Thing, u: float, v: float, h: float):
         cv2.circle(parts, c, max(1, int(round(r))), _TYRE, -1)
         cv2.circle(parts, c, max(1, int(round(0.5 * r))), _METAL, -1)
     cv2.fillPoly(parts, [to([(0.46, 0.42), (0.5, 0.42), (0.5, 0.5), (0.46, 0.5)])], _METAL)
-    return parts, x0, y0
+    return parts, x0, y0, parts > 0
 
 
 def _draw_person(th: _Thing, u: float, v: float, h: float):
@@ -552,11 +563,12 @@ def _draw_person(th: _Thing, u: float, v: float, h: float):
         cv2.line(parts, tuple(at(sgn * 0.45 * w, 0.8 * h)), tuple(at(sgn * 0.5 * w - sgn * 0.5 * stride, 0.5 * h)),
                  _PAINT, t)
     cv2.circle(parts, tuple(at(0.0, 0.9 * h)), max(1, int(round(0.075 * h))), _SKIN, -1)
-    return parts, x0, y0
+    return parts, x0, y0, parts > 0
 
 
 def _draw_bicycle(th: _Thing, u: float, v: float, h: float):
-    """Two wheel rings and a thin diamond frame with saddle and handlebar."""
+    """Two wheel rings and a thin diamond frame with saddle and handlebar, annotated coarsely: filled wheel
+    discs plus the filled convex hull of the frame points (module docstring: annotation rule)."""
     r = 0.36 * h
     d = 2.5 * r
     parts, x0, y0, at = _patch(u, v, 0.5 * d + r, h)
@@ -573,7 +585,14 @@ def _draw_bicycle(th: _Thing, u: float, v: float, h: float):
         cv2.line(parts, pt[a], pt[b], _PAINT, bar)
     cv2.line(parts, tuple(at(f * -0.33 * d, 2.4 * r)), tuple(at(f * -0.17 * d, 2.4 * r)), _TYRE, max(1, bar + 1))
     cv2.line(parts, pt["bar"], tuple(at(f * 0.2 * d, 2.8 * r)), _METAL, bar)
-    return parts, x0, y0
+    # annotation: a coarse polygon as an annotator would draw it, never thinner than a wheel disc
+    claim = np.zeros_like(parts)
+    for k in ("rear", "front"):
+        cv2.circle(claim, pt[k], max(1, int(round(r))), 1, -1)
+    frame = np.array([pt[k] for k in ("rear", "crank", "seat", "bar", "head", "front")]
+                     + [tuple(at(f * -0.33 * d, 2.4 * r)), tuple(at(f * 0.2 * d, 2.8 * r))], np.int32)
+    cv2.fillConvexPoly(claim, cv2.convexHull(frame), 1)
+    return parts, x0, y0, (claim > 0) | (parts > 0)
 
 
 _DRAW = {"car": _draw_car, "person": _draw_person, "bicycle": _draw_bicycle}

@@ -16,19 +16,20 @@ def _norm(cfg: HLEConfig) -> dict:
     return {"mean": cfg.model.mean, "std": cfg.model.std, "ignore_index": cfg.loss.ignore_index}
 
 
-def build_train_dataset(cfg: HLEConfig, tcfg: TrainConfig) -> Dataset:
+def build_train_dataset(cfg: HLEConfig, tcfg: TrainConfig, progress: bool = False) -> Dataset:
     """The training split of ``tcfg.data`` with random scale / crop (around things) / flip / colour jitter."""
     d = tcfg.data
     transforms = train_transforms(cfg.classes, tuple(tcfg.crop_size), tuple(tcfg.scale_range), tcfg.thing_crop_prob,
                                   tcfg.hflip, tcfg.color_jitter, d.max_side)
     if d.format == "synthetic":
         return SyntheticDataset(d.num_train, seed=d.train_seed, size=tuple(d.image_size), classes=cfg.classes,
-                                transforms=transforms, **_norm(cfg), **d.generator)
+                                transforms=transforms, cache_dir=d.cache_dir, progress=progress,
+                                **_norm(cfg), **d.generator)
     return PanopticDataset(d.root, d.format, cfg.classes, transforms, split=d.train_split, seed=tcfg.seed,
                            **_norm(cfg))
 
 
-def build_val_dataset(cfg: HLEConfig, tcfg: TrainConfig) -> Dataset:
+def build_val_dataset(cfg: HLEConfig, tcfg: TrainConfig, progress: bool = False) -> Dataset:
     """The validation split: whole images (only resized to ``max_side`` when set); synthetic scenes come from
     ``val_seed``, a seed the training split never uses."""
     d = tcfg.data
@@ -40,5 +41,6 @@ def build_val_dataset(cfg: HLEConfig, tcfg: TrainConfig) -> Dataset:
         if d.val_seed == d.train_seed:
             raise ValueError("train.data.val_seed must differ from train_seed (validation on unseen scenes)")
         return SyntheticDataset(d.num_val, seed=d.val_seed, size=tuple(d.image_size), classes=cfg.classes,
-                                transforms=transforms, **_norm(cfg), **d.generator)
+                                transforms=transforms, cache_dir=d.cache_dir, progress=progress,
+                                **_norm(cfg), **d.generator)
     return PanopticDataset(d.root, d.format, cfg.classes, transforms, split=d.val_split, **_norm(cfg))
