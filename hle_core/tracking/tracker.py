@@ -4,32 +4,59 @@
 feature for cross-frame data association". :class:`EmbeddingTracker` does exactly that for the decoder's thing
 segments: each track keeps a running mean embedding μ_t (an EMA on the unit sphere); a frame's segments are
 associated to tracks by the cosine distance ``d_cos(μ_t, e_s) = 1 - μ_t·e_s`` of eq. 7, gated by class, box
-overlap and a maximum distance, with one Hungarian assignment per frame.
+overlap, box-centre distance and a maximum cosine distance, with one Hungarian assignment per frame (or a
+matching cascade).
+
+Why a spatial gate: the embedding is only half of HLE's instance kernel. Eq. 8 multiplies the embedding kernel by
+a separate *spatial* factor ``exp(-||ρ_i - ρ_l||² / (2 σ_spatial²))``, so the embedding itself need not (and with a
+weak model does not) encode where an instance is: two cars of the same class far apart can have near-identical
+mean embeddings, and a pure-embedding cost then swaps them whenever noise makes the other one closer, above all
+for a lost track that may match anywhere. ``max_center_distance`` restores the missing position cue as a gate:
+a track only matches detections whose box centre lies within that many box sizes of its last box
+(:func:`~hle_core.tracking.association.center_distance_matrix`), widened by ``center_distance_growth`` box sizes
+per frame the track has been lost. ``embedding_weight < 1`` adds ``1 - IoU`` to the cost, which separates
+look-alikes that are close together.
 
 Life cycle (SORT / DeepSORT style):
-  * an unmatched detection starts a *tentative* track;
+  * an unmatched detection starts a *tentative* track, unless it scores below ``min_birth_score`` or (with
+    ``max_birth_overlap < 1``) its box lies mostly inside the box of a same-class detection that a track holds in
+    this frame: a fragment of an object that is already tracked (a weak decoder splits large things into
+    several segments, whose tracks then trade the object's identity among themselves);
   * a tentative track is *confirmed* after ``min_hits`` consecutive matches and only then receives a public
     track id (so one-frame false positives never consume or show an id); a tentative track that misses a
     frame is deleted;
   * a confirmed track that goes unmatched is kept, "lost", for up to ``max_age`` frames and can be
-    re-identified in that time (by embedding, even far from where it was lost when ``iou_gate`` is 0); after
-    ``max_age`` consecutive misses it is deleted and a returning object gets a new id.
+    re-identified in that time (by embedding, even far from where it was lost when ``iou_gate`` and
+    ``max_center_distance`` are 0); after ``max_age`` consecutive misses it is deleted and a returning object
+    gets a new id;
+  * with ``cascade`` the assignment runs in stages (DeepSORT's matching cascade): confirmed tracks by the number
+    of frames since their last match (0 first), tentative tracks last, each stage on the detections left, so a
+    fresh tentative track (e.g. of a fragment of an object) cannot take the detection of an established track.
 
 Output: per detection the int64 track id (1, 2, 3, … in order of confirmation, never reused until
 :meth:`EmbeddingTracker.reset`), or ``-1`` for stuff segments and detections held by a tentative track.
 
 ``TrackerConfig(use_embeddings=False)`` is the box-overlap-only baseline with the same gating, assignment and
-life cycle (cost ``1 - IoU``), used to measure what the embeddings add.
+life cycle (cost ``1 - IoU``), used to measure what the embeddings add. ``hle tune-tracker``
+(:mod:`hle_core.tracking.tune`) scores a grid of configurations on a video bag.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from hle_core.config import ConfigError
-from hle_core.tracking.association import assign, box_iou_matrix, cosine_distance_matrix
+from hle_core.tracking.association import (
+    assign,
+    box_coverage_matrix,
+    box_iou_matrix,
+    cascade_assign,
+    center_distance_matrix,
+    cosine_distance_matrix,
+)
 
 __all__ = [
     "UNTRACKED",
@@ -38,6 +65,7 @@ __all__ = [
     "TrackState",
     "EmbeddingTracker",
     "detections_from_segments",
+    "load_tracker_config",
 ]
 
 #: Track id returned for stuff segments and for detections of not yet confirmed (tentative) tracks.
@@ -46,7 +74,11 @@ UNTRACKED = -1
 
 @dataclass
 class TrackerConfig:
-    """Association gates, cost weights and track life cycle of :class:`EmbeddingTracker`."""
+    """Association gates, cost weights and track life cycle of :class:`EmbeddingTracker` (module docstring).
+
+    Every field is a key of the YAML ``tracker:`` section (:func:`load_tracker_config`, ``hle bag-eval
+    --tracker-config``, ``hle tune-tracker``'s output) and a ``tracking.*`` parameter of the ROS node.
+    """
 
     use_embeddings: bool = True         # False: box-overlap-only baseline (cost 1 - IoU, no embedding gate)
     max_cosine_distance: float = 0.3    # gate: pairs with d_cos(μ_track, e_det) above this never match ([0, 2])
@@ -57,6 +89,14 @@ class TrackerConfig:
     max_age: int = 30                   # frames a confirmed track may stay unmatched before it is deleted
     momentum: float = 0.8               # μ ← normalise(momentum·μ + (1 - momentum)·e) after each match; [0, 1)
     min_birth_score: float = 0.0        # detections scoring below this continue tracks but never start one
+    max_center_distance: float = 0.0    # gate: box-centre distance to the track's last box, in mean box sizes
+                                        # (center_distance_matrix), must be <= this; 0 disables
+    center_distance_growth: float = 0.0  # the centre gate widens by this many box sizes per frame a track is lost
+    cascade: bool = False               # matching cascade: confirmed tracks by frames since their last match,
+                                        # then tentative tracks, each stage on the detections left
+    max_birth_overlap: float = 1.0      # an unmatched detection whose box is covered by more than this fraction
+                                        # by the box of a same-class detection held by a track in this frame
+                                        # (a fragment of that object) starts no track; 1 disables; in (0, 1]
 
     def validate(self) -> None:
         if not 0.0 <= self.max_cosine_distance <= 2.0:
@@ -65,12 +105,23 @@ class TrackerConfig:
             raise ConfigError(f"tracker.iou_gate must lie in [0, 1], got {self.iou_gate}")
         if not 0.0 <= self.embedding_weight <= 1.0:
             raise ConfigError(f"tracker.embedding_weight must lie in [0, 1], got {self.embedding_weight}")
+        if not 0.0 < self.max_birth_overlap <= 1.0:
+            raise ConfigError(f"tracker.max_birth_overlap must lie in (0, 1], got {self.max_birth_overlap}")
         if not 0.0 <= self.momentum < 1.0:
             raise ConfigError(f"tracker.momentum must lie in [0, 1), got {self.momentum}")
         if isinstance(self.min_hits, bool) or not isinstance(self.min_hits, int) or self.min_hits < 1:
             raise ConfigError(f"tracker.min_hits must be an integer >= 1, got {self.min_hits!r}")
         if isinstance(self.max_age, bool) or not isinstance(self.max_age, int) or self.max_age < 0:
             raise ConfigError(f"tracker.max_age must be an integer >= 0, got {self.max_age!r}")
+        for name in ("max_center_distance", "center_distance_growth"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < float("inf"):
+                raise ConfigError(f"tracker.{name} must be a finite number >= 0, got {value!r}")
+        if self.center_distance_growth > 0.0 and self.max_center_distance == 0.0:
+            raise ConfigError("tracker.center_distance_growth needs the centre gate: set max_center_distance > 0")
+        for name in ("use_embeddings", "class_gating", "cascade"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ConfigError(f"tracker.{name} must be true or false, got {getattr(self, name)!r}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TrackerConfig":
@@ -82,6 +133,29 @@ class TrackerConfig:
         cfg = cls(**dict(data))
         cfg.validate()
         return cfg
+
+
+def load_tracker_config(path: str | Path) -> TrackerConfig:
+    """The :class:`TrackerConfig` of a YAML file: its ``tracker:`` section (as ``hle tune-tracker`` writes it), or
+    the whole file when it has none; missing keys take their defaults.
+
+    Raises:
+        FileNotFoundError: no such file. ConfigError: not a mapping, unknown keys or invalid values.
+    """
+    from ..config import read_yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"tracker config not found: {path}")
+    data = read_yaml(path) or {}
+    if isinstance(data, Mapping) and "tracker" in data:
+        data = data["tracker"] or {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: expected a mapping (a 'tracker:' section), got {type(data).__name__}")
+    try:
+        return TrackerConfig.from_dict(data)
+    except (TypeError, ConfigError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -226,7 +300,8 @@ class EmbeddingTracker:
         """Gated association cost between the live tracks and ``det``'s thing segments.
 
         Returns:
-            ``(T, S_thing)`` float64; ``+inf`` for pairs closed by a gate (class, box IoU, cosine distance).
+            ``(T, S_thing)`` float64; ``+inf`` for pairs closed by a gate (class, box IoU, centre distance, cosine
+            distance).
         """
         cfg = self.cfg
         things = np.flatnonzero(det.is_thing)
@@ -244,6 +319,8 @@ class EmbeddingTracker:
             gate = iou > 0.0
         if cfg.iou_gate > 0.0:
             gate &= iou >= cfg.iou_gate
+        if cfg.max_center_distance > 0.0:
+            gate &= center_distance_matrix(track_boxes, det.boxes[things]) <= self._center_gate_radius()[:, None]
         if cfg.class_gating:
             track_cls = np.array([t.class_id for t in self._tracks], dtype=np.int64)
             gate &= track_cls[:, None] == det.class_ids[things][None, :]
@@ -274,7 +351,7 @@ class EmbeddingTracker:
                 raise ValueError(f"embedding dimension changed from {self._dim} to {dim}; call reset() "
                                  "between sequences of different models")
 
-        rows, cols = assign(self.cost_matrix(det))
+        rows, cols = self._associate(self.cost_matrix(det))
         matched_tracks = np.zeros(len(self._tracks), dtype=bool)
         matched_tracks[rows] = True
         matched_dets = np.zeros(things.size, dtype=bool)
@@ -301,9 +378,11 @@ class EmbeddingTracker:
             survivors.append(t)
         self._tracks = survivors
 
+        held = things[cols].tolist()                                       # detections of a track so far
         for s in things[~matched_dets].tolist():                           # births, in detection order
-            if det.scores[s] < cfg.min_birth_score:
+            if det.scores[s] < cfg.min_birth_score or self._is_fragment(det, s, held):
                 continue
+            held.append(s)
             t = _Track(UNTRACKED, int(det.class_ids[s]), det.boxes[s].copy(), det.embeddings[s].copy())
             if cfg.min_hits <= 1:
                 t.track_id = self._new_id()
@@ -314,6 +393,34 @@ class EmbeddingTracker:
         return out
 
     # ------------------------------------------------------------------------------------------------
+    def _center_gate_radius(self) -> np.ndarray:
+        """``(T,)`` centre-gate radius per track in box sizes: wider the longer a track has been lost."""
+        misses = np.array([t.misses for t in self._tracks], dtype=np.float64)
+        return self.cfg.max_center_distance + self.cfg.center_distance_growth * misses
+
+    def _cascade_priority(self) -> np.ndarray:
+        """``(T,)`` stage of each track in the matching cascade: frames since its last match for confirmed tracks,
+        after all of them the tentative ones."""
+        misses = np.array([t.misses for t in self._tracks], dtype=np.int64)
+        tentative = np.array([t.track_id == UNTRACKED for t in self._tracks], dtype=bool)
+        return np.where(tentative, self.cfg.max_age + 1, misses)
+
+    def _associate(self, cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Matched (track, thing) index pairs: one Hungarian assignment, or the cascade of ``cfg.cascade``."""
+        if self.cfg.cascade and len(self._tracks):
+            return cascade_assign(cost, self._cascade_priority())
+        return assign(cost)
+
+    def _is_fragment(self, det: Detections, s: int, held: list[int]) -> bool:
+        """Whether detection ``s``'s box is covered by more than ``max_birth_overlap`` by the box of a same-class
+        detection in ``held`` (a fragment of an object that already has a track: it starts none)."""
+        if self.cfg.max_birth_overlap >= 1.0 or not held:
+            return False
+        held_idx = np.asarray(held, dtype=np.int64)
+        coverage = box_coverage_matrix(det.boxes[s:s + 1], det.boxes[held_idx])[0]
+        same_class = det.class_ids[held_idx] == det.class_ids[s]
+        return bool(np.any(same_class & (coverage > self.cfg.max_birth_overlap)))
+
     def _new_id(self) -> int:
         tid = self._next_id
         self._next_id += 1

@@ -14,9 +14,13 @@ from hle_core.tracking import (
     EmbeddingTracker,
     TrackerConfig,
     assign,
+    box_coverage_matrix,
     box_iou_matrix,
+    cascade_assign,
+    center_distance_matrix,
     cosine_distance_matrix,
     detections_from_segments,
+    load_tracker_config,
 )
 
 PERSON, CAR = 24, 26
@@ -103,6 +107,37 @@ def test_cosine_distance_matrix_matches_pairwise_loop():
     np.testing.assert_allclose(cosine_distance_matrix(a, b), want, atol=1e-12)
 
 
+def test_box_coverage_matrix_matches_rasterised_boxes():
+    rng = np.random.default_rng(12)
+    lo = rng.integers(0, 30, size=(10, 2))
+    boxes = np.concatenate([lo, lo + rng.integers(0, 10, size=(10, 2))], 1)   # includes empty boxes
+    grid = np.zeros((10, 40, 40), bool)
+    for k, (x0, y0, x1, y1) in enumerate(boxes):
+        grid[k, y0:y1, x0:x1] = True
+    area = grid.sum((1, 2))
+    inter = np.einsum("ahw,bhw->ab", grid.astype(int), grid.astype(int))
+    want = np.divide(inter, area[:, None], out=np.zeros(inter.shape), where=area[:, None] > 0)
+    np.testing.assert_allclose(box_coverage_matrix(boxes, boxes), want, atol=1e-12)
+
+
+def test_center_distance_matrix_matches_pairwise_loop():
+    rng = np.random.default_rng(13)
+    lo = rng.uniform(0, 100, size=(7, 2))
+    boxes = np.concatenate([lo, lo + rng.uniform(0.5, 30, size=(7, 2))], 1)
+    a, b = boxes[:3], boxes[3:]
+
+    def dist(p, q):
+        w, h = (p[2] - p[0] + q[2] - q[0]) / 2, (p[3] - p[1] + q[3] - q[1]) / 2
+        dx, dy = (q[0] + q[2] - p[0] - p[2]) / 2, (q[1] + q[3] - p[1] - p[3]) / 2
+        return float(np.hypot(dx / max(w, 1.0), dy / max(h, 1.0)))
+
+    want = np.array([[dist(p, q) for q in b] for p in a])
+    np.testing.assert_allclose(center_distance_matrix(a, b), want, atol=1e-12)
+    # one box width to the right = distance 1; a point box against a point box: floored at 1 pixel
+    assert center_distance_matrix([[0, 0, 10, 20]], [[10, 0, 20, 20]])[0, 0] == pytest.approx(1.0)
+    assert center_distance_matrix([[5, 5, 5, 5]], [[8, 9, 8, 9]])[0, 0] == pytest.approx(5.0)
+
+
 def _brute_force_assignment(cost: np.ndarray) -> tuple[int, float]:
     """Best (most pairs, then least cost) matching over finite entries by enumerating all injections."""
     t, s = cost.shape
@@ -142,6 +177,31 @@ def test_assign_rejects_nan():
         assign(np.array([[np.nan]]))
     with pytest.raises(ValueError, match="2-D"):
         assign(np.zeros(3))
+
+
+def test_cascade_assign_serves_lower_priority_rows_first():
+    # row 1 (a tentative track) is cheaper for column 0, but row 0 (priority 0) is served first
+    cost = np.array([[0.2, np.inf], [0.0, 0.1]])
+    assert [a.tolist() for a in assign(cost)] == [[0, 1], [0, 1]]            # both match, total 0.3
+    cost = np.array([[0.2], [0.0]])
+    assert [a.tolist() for a in assign(cost)] == [[1], [0]]                  # one column: the cheaper row
+    assert [a.tolist() for a in cascade_assign(cost, np.array([0, 1]))] == [[0], [0]]
+    assert [a.tolist() for a in cascade_assign(cost, np.array([1, 0]))] == [[1], [0]]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_cascade_assign_with_one_priority_is_assign(seed):
+    rng = np.random.default_rng(100 + seed)
+    cost = rng.uniform(0, 2, size=(4, 5))
+    cost[rng.uniform(size=cost.shape) < 0.4] = np.inf
+    got = cascade_assign(cost, np.zeros(4, int))
+    want = assign(cost)
+    assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist()
+    staged = cascade_assign(cost, rng.integers(0, 3, size=4))               # any priorities: a valid matching
+    assert len(set(staged[0].tolist())) == len(staged[0]) and len(set(staged[1].tolist())) == len(staged[1])
+    assert np.all(np.isfinite(cost[staged]))
+    with pytest.raises(ValueError, match="priority"):
+        cascade_assign(cost, np.zeros(3, int))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -247,6 +307,97 @@ def test_ema_mean_follows_slow_appearance_drift():
     assert first_to_last > 0.3
 
 
+def _lookalikes_far_apart(occluded_at: int = 4, n_frames: int = 8, step: float = 3.0) -> tuple[list, list]:
+    """Two cars with *identical* embeddings (what a weak HLE model gives same-class objects: position lives in
+    eq. 8's spatial kernel, not in the embedding), 200 px apart, both moving ``step`` px per frame; A is not
+    detected at ``occluded_at`` and B is listed before A from then on."""
+    (u,) = _directions(1, np.random.default_rng(20))
+    frames, owners = [], []
+    for t in range(n_frames):
+        xa, xb = 10 + step * t, 210 + step * t
+        a, b = (CAR, [xa, 20, xa + 30, 40], u), (CAR, [xb, 20, xb + 30, 40], u)
+        objs, who = ([a, b], [0, 1]) if t < occluded_at else ([b], [1]) if t == occluded_at else ([b, a], [1, 0])
+        frames.append(_frame(objs))
+        owners.append(who)
+    return frames, owners
+
+
+def test_identical_lookalikes_swap_without_spatial_gate_and_keep_ids_with_it():
+    frames, owners = _lookalikes_far_apart()
+    pure = _ids_per_object(EmbeddingTracker(TrackerConfig(min_hits=1)), frames, owners)
+    # the pure-embedding cost cannot tell the two apart: B inherits A's id while A is hidden, A then takes B's
+    assert pure[0][:4] == [1] * 4 and pure[1][:4] == [2] * 4
+    assert pure[1][4:] == [1] * 4 and pure[0][4:] == [2] * 3
+    gated = _ids_per_object(EmbeddingTracker(TrackerConfig(min_hits=1, max_center_distance=1.0)), frames, owners)
+    assert gated == {0: [1] * 7, 1: [2] * 8}                              # A re-identified after the gap
+
+
+def test_center_gate_grows_for_lost_tracks():
+    # A moves 15 px (half a box) per frame and is hidden for 2 frames: it reappears 1.5 box widths from its last box
+    (u,) = _directions(1, np.random.default_rng(21))
+    boxes = [[10 + 15 * t, 20, 40 + 15 * t, 40] for t in range(6)]
+    seq = [_frame([(CAR, boxes[t], u)]) if t not in (2, 3) else _frame([]) for t in range(6)]
+
+    def ids(**kw):
+        tracker = EmbeddingTracker(TrackerConfig(min_hits=1, **kw))
+        return [tracker.update(f).tolist() for f in seq]
+
+    assert ids(max_center_distance=1.0) == [[1], [1], [], [], [2], [2]]      # 1.5 > 1: a new id
+    assert ids(max_center_distance=1.0, center_distance_growth=0.25) == [[1], [1], [], [], [1], [1]]  # 1 + 2·0.25
+    assert ids(max_center_distance=1.0, center_distance_growth=0.2) == [[1], [1], [], [], [2], [2]]   # 1.4 < 1.5
+
+
+def test_cascade_keeps_the_confirmed_track_against_a_fresh_fragment():
+    u, v = np.eye(D)[0], np.eye(D)[1]
+    w = np.cos(0.3) * u + np.sin(0.3) * v                                 # d_cos(u, w) = 0.045, inside the gate
+    box, part = [10, 10, 50, 40], [30, 10, 50, 40]
+    seq = [_frame([(CAR, box, u)]), _frame([(CAR, box, u)]),
+           _frame([(CAR, box, u), (CAR, part, w)]),                       # a fragment starts a tentative track
+           _frame([(CAR, box, w)]), _frame([(CAR, box, w)])]             # the car now looks like the fragment
+
+    def ids(**kw):
+        tracker = EmbeddingTracker(TrackerConfig(min_hits=2, **kw))
+        return [tracker.update(f).tolist() for f in seq]
+
+    assert ids() == [[-1], [1], [1, -1], [2], [2]]                         # the fragment's track took over: new id
+    assert ids(cascade=True) == [[-1], [1], [1, -1], [1], [1]]
+
+
+def test_max_birth_overlap_suppresses_fragments_not_neighbours():
+    rng = np.random.default_rng(22)
+    (u,) = _directions(1, rng)
+    car, inner, beside = [10, 10, 50, 40], [30, 15, 48, 38], [60, 10, 100, 40]
+
+    def ids(objs_late, **kw):
+        tracker = EmbeddingTracker(TrackerConfig(min_hits=1, **kw))
+        tracker.update(_frame([(CAR, car, u)]))
+        return [tracker.update(_frame(objs_late)).tolist() for _ in range(3)]
+
+    fragment = [(CAR, car, u), (CAR, inner, _noisy(u, rng, 0.01))]
+    assert ids(fragment) == [[1, 2], [1, 2], [1, 2]]                       # the fragment becomes an object
+    assert ids(fragment, max_birth_overlap=0.7) == [[1, -1], [1, -1], [1, -1]]
+    person_inside = [(CAR, car, u), (PERSON, inner, u)]                     # another class is never a fragment
+    assert ids(person_inside, max_birth_overlap=0.7) == [[1, 2], [1, 2], [1, 2]]
+    neighbour = [(CAR, car, u), (CAR, beside, u)]
+    assert ids(neighbour, max_birth_overlap=0.7) == [[1, 2], [1, 2], [1, 2]]
+
+
+def test_load_tracker_config(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text("# written by hand\ntracker:\n  max_center_distance: 1.5\n  cascade: true\n")
+    assert load_tracker_config(path) == TrackerConfig(max_center_distance=1.5, cascade=True)
+    path.write_text("min_hits: 3\n")                                       # a bare section
+    assert load_tracker_config(path) == TrackerConfig(min_hits=3)
+    path.write_text("tracker:\n  max_center_distanse: 1.5\n")
+    with pytest.raises(ConfigError, match=r"t\.yaml: unknown tracker keys \['max_center_distanse'\]"):
+        load_tracker_config(path)
+    path.write_text("- 1\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_tracker_config(path)
+    with pytest.raises(FileNotFoundError):
+        load_tracker_config(tmp_path / "missing.yaml")
+
+
 def test_stuff_is_never_tracked_and_empty_frames():
     rng = np.random.default_rng(8)
     (a,) = _directions(1, rng)
@@ -339,3 +490,17 @@ def test_bad_input_raises():
         TrackerConfig.from_dict({"min_hits": 0})
     with pytest.raises(ConfigError, match="unknown tracker keys"):
         TrackerConfig.from_dict({"max_ages": 3})
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"max_center_distance": -1.0}, "max_center_distance must be a finite number >= 0"),
+    ({"max_center_distance": float("inf")}, "max_center_distance must be a finite number >= 0"),
+    ({"max_center_distance": 1.0, "center_distance_growth": -0.5}, "center_distance_growth must be a finite"),
+    ({"center_distance_growth": 0.5}, "needs the centre gate"),
+    ({"max_birth_overlap": 0.0}, r"max_birth_overlap must lie in \(0, 1\]"),
+    ({"max_birth_overlap": 1.5}, r"max_birth_overlap must lie in \(0, 1\]"),
+    ({"cascade": "yes"}, "cascade must be true or false"),
+])
+def test_new_options_are_validated(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        TrackerConfig.from_dict(changes)
