@@ -6,6 +6,11 @@ Command modules import torch, OpenCV and the like inside ``run``, so ``hle --hel
 
     hle --help
     hle info --json
+
+Errors: an expected error of any command (bad input: a config value, a missing / unreadable / foreign file, a
+flag out of range; or the environment: an unwritable path, a full disk, a backend that cannot run) prints one
+line ``hle COMMAND: error: ...`` naming the file or flag and exits 2; ``hle --debug COMMAND ...`` shows the
+traceback instead. Anything else is a bug and propagates with its traceback.
 """
 from __future__ import annotations
 
@@ -18,9 +23,23 @@ from typing import Sequence
 from . import __version__
 from .config import ConfigError
 
-__all__ = ["CommandModuleError", "build_parser", "main"]
+__all__ = ["CommandModuleError", "build_parser", "main", "is_expected_error"]
 
 COMMANDS_PACKAGE = "hle_core.commands"
+#: Expected errors besides ConfigError / OSError / ValueError, as (module, class): checked only when the module is
+#: already imported (an error of a module never imported cannot have been raised), so start-up stays light.
+EXPECTED_ERRORS = (
+    ("yaml", "YAMLError"),
+    ("hle_core.model.checkpoint", "CheckpointError"),
+    ("hle_core.model.backbones", "PretrainedWeightsError"),
+    ("hle_core.runtime.export", "OnnxExportError"),
+    ("hle_core.runtime.export", "TensorRTBuildError"),
+    ("hle_core.runtime.engine_cache", "EngineCacheError"),
+    ("hle_core.runtime.base", "BackendUnavailable"),
+    ("hle_core.runtime.tensorrt_backend", "EngineMismatchError"),
+)
+#: The longest error line printed (a message quoting a whole file would flood the terminal).
+MAX_ERROR_CHARS = 2000
 
 
 class CommandModuleError(TypeError):
@@ -42,6 +61,8 @@ def build_parser(commands_package: str = COMMANDS_PACKAGE, only: str | None = No
         epilog="Run `hle COMMAND --help` for the options of one command.",
     )
     parser.add_argument("--version", action="version", version=f"hle {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, show the full traceback instead of one line (also after COMMAND)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
     package = importlib.import_module(commands_package)
@@ -69,10 +90,12 @@ def build_parser(commands_package: str = COMMANDS_PACKAGE, only: str | None = No
 def main(argv: Sequence[str] | None = None, commands_package: str = COMMANDS_PACKAGE) -> int:
     """Entry point of the ``hle`` console script; returns the process exit code.
 
-    A command's bad-input errors (:class:`~hle_core.config.ConfigError`, ``FileNotFoundError``) print one line
-    and exit 2; anything else propagates with its traceback.
+    A command's expected errors (:func:`is_expected_error`: bad input, unusable files, the environment) print one
+    line and exit 2 (with ``--debug`` they propagate with their traceback); anything else propagates too.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv                     # accepted before or after the command name
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser(commands_package, only=_named_command(argv, commands_package))
     args = parser.parse_args(argv)
     if args.command is None:
@@ -80,12 +103,38 @@ def main(argv: Sequence[str] | None = None, commands_package: str = COMMANDS_PAC
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, FileNotFoundError) as exc:
-        # Bad user input (a config value, a missing file): the message says what and where; no traceback.
-        print(f"hle {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if debug or not is_expected_error(exc):
+            raise
+        # Bad input or environment: the message says what and where; no traceback.
+        print(f"hle {args.command}: error: {error_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def is_expected_error(exc: BaseException) -> bool:
+    """``exc`` is an error a user can cause or fix (bad input, a file, the machine), not a bug: ConfigError,
+    OSError (missing / unwritable file, full disk), ValueError (bad values and formats: BagError,
+    OnnxMetadataError, ...) and the classes of :data:`EXPECTED_ERRORS`."""
+    if isinstance(exc, (ConfigError, OSError, ValueError)):
+        return True
+    for module, name in EXPECTED_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and isinstance(exc, cls):
+            return True
+    return False
+
+
+def error_line(exc: BaseException) -> str:
+    """``exc`` as one line: its message with line breaks folded (an OSError keeps its file name), and its type
+    when the message alone says nothing."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) not in text:
+        text = f"{text}: {exc.filename}"
+    if not text or isinstance(exc, OSError) and exc.strerror and text == exc.strerror:
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS] + " …"
 
 
 def _named_command(argv: Sequence[str], commands_package: str) -> str | None:

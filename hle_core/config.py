@@ -27,6 +27,7 @@ __all__ = [
     "ConfigError",
     "load_config",
     "load_class_table",
+    "read_yaml",
     "street_class_table",
 ]
 
@@ -249,12 +250,19 @@ class HLEConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "HLEConfig":
+        """The config :meth:`to_dict` wrote. ``classes`` must be the class table itself: this is how a model file's
+        embedded config is read (checkpoint, ONNX metadata, engine sidecar), and a model file never makes the
+        loader read another file. Class files are read only where the user names them (:func:`load_config`,
+        :meth:`override`)."""
         unknown = set(data) - {"classes", "model", "loss", "decoder"}
         if unknown:
             raise ConfigError(f"unknown top-level config keys: {sorted(unknown)}")
         cfg = cls()
         if "classes" in data:
-            classes = _resolve_classes(data["classes"], (), "classes")      # a path: relative to the CWD
+            classes = data["classes"]
+            if isinstance(classes, (str, Path)):
+                raise ConfigError(f"classes: expected the class table itself (a list of categories), got the path "
+                                  f"{str(classes)!r}; an embedded config never names a file to read")
             cfg.classes = classes if isinstance(classes, ClassTable) else ClassTable.from_list(classes)
         for name in ("model", "loss", "decoder"):
             if name in data and data[name] is not None:
@@ -267,7 +275,10 @@ class HLEConfig:
         return cls.from_dict(json.loads(text))
 
     def override(self, data: Mapping[str, Any]) -> "HLEConfig":
-        """Return a copy with ``data`` (same layout as :meth:`to_dict`, any subset) applied."""
+        """Return a copy with ``data`` (same layout as :meth:`to_dict`, any subset) applied; ``classes`` may be a
+        path the user named (``--set hle.classes=cats.json``, relative to the CWD)."""
+        if isinstance(data.get("classes"), (str, Path)):
+            data = {**data, "classes": _resolve_classes(str(data["classes"]), (), "hle.classes")}
         merged = self.to_dict()
         for key, value in data.items():
             if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
@@ -315,12 +326,10 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
     cfg = HLEConfig()
     dirs = [Path(base_dir)] if base_dir is not None else []
     if path is not None:
-        import yaml
-
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml(path) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping at top level, got {type(data).__name__}")
         if "hle" in data:
@@ -338,6 +347,27 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
             overrides = {**overrides, "classes": _resolve_classes(overrides["classes"], dirs, "hle.classes")}
         cfg = cfg.override(overrides)
     return cfg
+
+
+def read_yaml(path: str | Path) -> Any:
+    """``yaml.safe_load`` of a file; a syntax error becomes a :class:`ConfigError` naming the file, line and column.
+
+    Raises:
+        FileNotFoundError: no such file. ConfigError: not valid YAML.
+    """
+    import yaml
+
+    path = Path(path)
+    with open(path, encoding="utf-8") as fh:
+        try:
+            return yaml.safe_load(fh)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from exc
 
 
 def _resolve_classes(value: Any, dirs: Sequence[Path], where: str) -> Any:

@@ -6,9 +6,16 @@ The functions take any object with the message's fields (``height``, ``width``, 
 Image → array conversions return *views* of the message buffer (``np.frombuffer`` + a reshape over ``step``),
 honouring row padding and ``is_bigendian``. Every refusal raises :class:`ImageConversionError`, whose ``reason``
 (one of :data:`REJECT_REASONS`) feeds the node's and the evaluator's rejection counters.
+
+Size limits (``max_pixels``) bound what the pipeline will actually compute, not just the message: the image, and
+the network input made from it (:func:`computed_size`: the image padded to multiples of :data:`PAD_MULTIPLE`, or
+the fixed ``input_size`` it is letterboxed / stretched to), and its aspect ratio (:data:`MAX_ASPECT_RATIO`; a 1 x N
+image would otherwise be padded to 32 x N). Compressed images are checked on the size their header declares,
+before anything is decoded (:func:`compressed_size`).
 """
 from __future__ import annotations
 
+import struct
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +28,11 @@ __all__ = [
     "REJECT_REASONS",
     "ImageConversionError",
     "ImageFields",
+    "PAD_MULTIPLE",
+    "MAX_ASPECT_RATIO",
+    "computed_size",
+    "check_image_size",
+    "compressed_size",
     "image_to_array",
     "image_to_rgb",
     "compressed_to_rgb",
@@ -45,7 +57,12 @@ ENCODINGS: dict[str, tuple[np.dtype, int]] = {
 #: Encodings the network runs on.
 INFERENCE_ENCODINGS = ("rgb8", "bgr8", "mono8", "rgba8", "bgra8")
 #: Why a frame was refused (the keys of the rejection counters).
-REJECT_REASONS = ("encoding", "empty", "step", "size", "too_large", "decode")
+REJECT_REASONS = ("encoding", "empty", "step", "size", "too_large", "aspect", "decode")
+#: Without a fixed network input the pipeline pads each axis to a multiple of this (= hle_core.pipeline.SIZE_MULTIPLE).
+PAD_MULTIPLE = 32
+#: With ``max_pixels`` set, images whose long side is more than this many times the short side are rejected
+#: (``aspect``): no camera frame is that thin, and padding would multiply the work of a 1 x N image by 32.
+MAX_ASPECT_RATIO = 16
 
 
 class ImageConversionError(ValueError):
@@ -70,30 +87,62 @@ class ImageFields:
     data: bytes                   # step * height bytes
 
 
-def _check_size(height: int, width: int, max_pixels: int | None, what: str) -> None:
-    if height == 0 or width == 0:
+def computed_size(height: int, width: int, input_size: tuple[int, int] | None = None) -> tuple[int, int]:
+    """``(H', W')`` of the network input the pipeline computes for a ``height`` x ``width`` image: the fixed
+    ``input_size`` when there is one (letterbox and stretch both fill it), else the image padded to multiples of
+    :data:`PAD_MULTIPLE`."""
+    if input_size is not None:
+        return int(input_size[0]), int(input_size[1])
+    return -(-height // PAD_MULTIPLE) * PAD_MULTIPLE, -(-width // PAD_MULTIPLE) * PAD_MULTIPLE
+
+
+def check_image_size(height: int, width: int, max_pixels: int | None, what: str = "image",
+                     input_size: tuple[int, int] | None = None) -> None:
+    """Refuse a ``height`` x ``width`` image before any of its data is touched.
+
+    Always: ``empty`` (no pixels). With ``max_pixels``: ``too_large`` when the image or the network input made
+    from it (:func:`computed_size`) has more than ``max_pixels`` pixels, ``aspect`` when its long side is more
+    than :data:`MAX_ASPECT_RATIO` times its short side. ``max_pixels`` None: no size limit.
+    """
+    height, width = int(height), int(width)
+    if height <= 0 or width <= 0:
         raise ImageConversionError("empty", f"{what} is empty: {width}x{height}")
-    if max_pixels is not None and height * width > max_pixels:
+    if max_pixels is None:
+        return
+    if height * width > max_pixels:
         raise ImageConversionError(
             "too_large", f"{what} has {width}x{height} = {height * width} pixels, more than max_pixels={max_pixels}")
+    if max(height, width) > MAX_ASPECT_RATIO * min(height, width):
+        raise ImageConversionError(
+            "aspect", f"{what} of {width}x{height} is more than {MAX_ASPECT_RATIO} times as long as it is wide "
+                      f"(its network input would be mostly padding)")
+    h_in, w_in = computed_size(height, width, input_size)
+    if h_in * w_in > max_pixels:
+        how = f"resized to the input size {h_in}x{w_in}" if input_size is not None \
+            else f"padded to multiples of {PAD_MULTIPLE}"
+        raise ImageConversionError(
+            "too_large", f"{what} of {width}x{height} runs as a {w_in}x{h_in} network input ({how}) = "
+                         f"{h_in * w_in} pixels, more than max_pixels={max_pixels}")
 
 
-def image_to_array(msg: Any, max_pixels: int | None = None) -> np.ndarray:
+def image_to_array(msg: Any, max_pixels: int | None = None,
+                   input_size: tuple[int, int] | None = None) -> np.ndarray:
     """View of a ``sensor_msgs/Image``'s pixels: ``(H, W)`` for one channel, ``(H, W, C)`` otherwise.
 
     Honours ``step`` (padded rows) and ``is_bigendian`` (multi-byte encodings get a byte-order-marked dtype,
     e.g. ``>i4``, so values are right without a copy). Channel order is the encoding's (bgr8 stays BGR).
 
     Raises:
-        ImageConversionError: unknown encoding, empty image, more than ``max_pixels`` pixels (checked before
-            the data is touched), ``step`` shorter than a row, or ``len(data) != step * height``.
+        ImageConversionError: unknown encoding, empty image, too large / too thin for ``max_pixels`` (with the
+            network ``input_size``, see :func:`check_image_size`; checked before the data is touched), ``step``
+            shorter than a row, or ``len(data) != step * height``.
     """
     if msg.encoding not in ENCODINGS:
         raise ImageConversionError(
             "encoding", f"unsupported image encoding {msg.encoding!r}, expected one of {sorted(ENCODINGS)}")
     dtype, channels = ENCODINGS[msg.encoding]
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    _check_size(height, width, max_pixels, f"{msg.encoding} image")
+    check_image_size(height, width, max_pixels, f"{msg.encoding} image", input_size)
     row_bytes = width * channels * dtype.itemsize
     if step < row_bytes:
         raise ImageConversionError(
@@ -108,7 +157,7 @@ def image_to_array(msg: Any, max_pixels: int | None = None) -> np.ndarray:
     return pixels.reshape(height, width) if channels == 1 else pixels.reshape(height, width, channels)
 
 
-def image_to_rgb(msg: Any, max_pixels: int | None = None) -> np.ndarray:
+def image_to_rgb(msg: Any, max_pixels: int | None = None, input_size: tuple[int, int] | None = None) -> np.ndarray:
     """View of an rgb8 / bgr8 / rgba8 / bgra8 image as ``(H, W, 3)`` uint8 RGB, or of a mono8 one as ``(H, W)``.
 
     Channel reordering and alpha dropping are negative / sliced strides, not copies.
@@ -119,7 +168,7 @@ def image_to_rgb(msg: Any, max_pixels: int | None = None) -> np.ndarray:
     if msg.encoding not in INFERENCE_ENCODINGS:
         raise ImageConversionError(
             "encoding", f"image encoding {msg.encoding!r} is not accepted, expected one of {list(INFERENCE_ENCODINGS)}")
-    return _reorder(image_to_array(msg, max_pixels), msg.encoding)
+    return _reorder(image_to_array(msg, max_pixels, input_size), msg.encoding)
 
 
 def _reorder(arr: np.ndarray, encoding: str) -> np.ndarray:
@@ -134,24 +183,93 @@ def _reorder(arr: np.ndarray, encoding: str) -> np.ndarray:
     raise ValueError(f"no channel reordering for {encoding!r}")
 
 
-def compressed_to_rgb(msg: Any, max_pixels: int | None = None) -> np.ndarray:
+def compressed_size(data: bytes | memoryview | np.ndarray) -> tuple[int, int] | None:
+    """``(H, W)`` that a compressed image's header declares, without decoding it: PNG (IHDR), JPEG (the SOF
+    marker), other formats through Pillow's lazy ``Image.open`` when Pillow is installed; None when unknown."""
+    buf = data if isinstance(data, bytes) else memoryview(data).cast("B").tobytes()
+    if buf[:8] == b"\x89PNG\r\n\x1a\n" and len(buf) >= 24 and buf[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", buf[16:24])
+        return int(height), int(width)
+    if buf[:2] == b"\xff\xd8":
+        return _jpeg_size(buf)
+    try:
+        import io
+        import warnings
+
+        from PIL import Image as PILImage
+    except ImportError:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with PILImage.open(io.BytesIO(buf)) as im:        # reads the header only
+                width, height = im.size
+    except PILImage.DecompressionBombError:
+        return (1 << 31, 1 << 31)                    # larger than any max_pixels: rejected as too_large
+    except Exception:
+        return None
+    return int(height), int(width)
+
+
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """``(H, W)`` of the first start-of-frame marker of a JPEG stream; None when there is none before the scan."""
+    pos, n = 2, len(data)
+    while pos + 4 <= n:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:                           # fill byte
+            pos += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            pos += 2
+            continue
+        if marker == 0xDA:                           # start of scan before any frame header
+            return None
+        length = (data[pos + 2] << 8) | data[pos + 3]
+        if marker in _JPEG_SOF:
+            if pos + 9 > n:
+                return None
+            height, width = struct.unpack(">HH", data[pos + 5:pos + 9])
+            return int(height), int(width)
+        pos += 2 + length
+    return None
+
+
+def compressed_to_rgb(msg: Any, max_pixels: int | None = None,
+                      input_size: tuple[int, int] | None = None) -> np.ndarray:
     """Decode a ``sensor_msgs/CompressedImage`` (JPEG, PNG, ... via ``cv2.imdecode``) to RGB ``(H, W, 3)``
     or mono ``(H, W)`` uint8.
 
+    With ``max_pixels`` the size the header declares (:func:`compressed_size`) is checked first, exactly as for a
+    raw image (:func:`check_image_size`), so an oversized image costs no decoding; an image whose size cannot be
+    read from its header is then refused (``decode``).
+
     Raises:
-        ImageConversionError: ``empty`` (no data), ``decode`` (OpenCV cannot decode it), ``encoding`` (decodes
-            to something other than 8-bit gray / BGR / BGRA, e.g. a 16-bit PNG), ``too_large``.
+        ImageConversionError: ``empty`` (no data), ``decode`` (no readable header under ``max_pixels``, or OpenCV
+            cannot decode it), ``encoding`` (decodes to something other than 8-bit gray / BGR / BGRA, e.g. a
+            16-bit PNG), ``too_large`` / ``aspect`` (see :func:`check_image_size`).
     """
     import cv2
 
     if len(msg.data) == 0:
         raise ImageConversionError("empty", f"compressed image ({msg.format!r}) has no data")
+    if max_pixels is not None:
+        declared = compressed_size(msg.data)
+        if declared is None:
+            raise ImageConversionError(
+                "decode", f"cannot read the size of the {len(msg.data)}-byte {msg.format!r} image from its header "
+                          f"(PNG, JPEG and formats Pillow reads are accepted); not decoding it")
+        check_image_size(*declared, max_pixels, f"{msg.format!r} image (size from its header)", input_size)
     img = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ImageConversionError("decode", f"OpenCV cannot decode the {len(msg.data)}-byte {msg.format!r} image")
     if img.dtype != np.uint8:
         raise ImageConversionError("encoding", f"compressed image decodes to {img.dtype}, expected 8-bit")
-    _check_size(img.shape[0], img.shape[1], max_pixels, f"decoded {msg.format!r} image")
+    check_image_size(img.shape[0], img.shape[1], max_pixels, f"decoded {msg.format!r} image", input_size)
     if img.ndim == 2:
         return img
     channels = img.shape[2]

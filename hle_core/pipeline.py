@@ -17,16 +17,36 @@ from .config import DecoderConfig
 from .decoding import decode_panoptic, variant_inputs
 from .runtime.base import Backend
 
-__all__ = ["Pipeline", "FrameResult", "InputImageError", "pad_to_multiple"]
+__all__ = ["Pipeline", "FrameResult", "InputImageError", "pad_to_multiple", "pad_to_size", "letterbox_size",
+           "RESIZE_MODES"]
 
 #: The network downsamples by 32 at most (backbone stride × ASPP); inputs are padded to a multiple of it.
 SIZE_MULTIPLE = 32
+#: How an image is fitted to a fixed ``input_size``: ``letterbox`` scales it by one factor to fit inside and
+#: pads bottom / right (aspect ratio kept), ``stretch`` resizes each axis to the input size (aspect ratio lost).
+RESIZE_MODES = ("letterbox", "stretch")
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int = SIZE_MULTIPLE) -> torch.Tensor:
     """Zero-pad the last two axes of ``x`` at the bottom / right up to multiples of ``multiple``."""
     ph, pw = (-x.shape[-2]) % multiple, (-x.shape[-1]) % multiple
     return F.pad(x, (0, pw, 0, ph)) if ph or pw else x
+
+
+def pad_to_size(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Zero-pad the last two axes of ``x`` at the bottom / right up to ``size`` ``(H, W)`` (never crops)."""
+    ph, pw = size[0] - x.shape[-2], size[1] - x.shape[-1]
+    return F.pad(x, (0, pw, 0, ph)) if ph or pw else x
+
+
+def letterbox_size(image_size: tuple[int, int], input_size: tuple[int, int]) -> tuple[int, int]:
+    """``(h, w)`` of an ``image_size`` ``(H, W)`` image scaled by one factor s = min(H_in / H, W_in / W) to fit
+    inside ``input_size`` ``(H_in, W_in)``: the binding axis gets exactly its input size, the other
+    ``round(side · s)`` (at least 1). E.g. 480 x 640 into 256 x 512 → 256 x 341; 720 x 1280 → 256 x 455."""
+    (H, W), (h_in, w_in) = image_size, input_size
+    if h_in * W <= w_in * H:                                              # height binds (exact integer test)
+        return h_in, min(w_in, max(1, (2 * W * h_in + H) // (2 * H)))
+    return min(h_in, max(1, (2 * H * w_in + W) // (2 * W))), w_in
 
 
 class InputImageError(ValueError):
@@ -62,14 +82,31 @@ class Pipeline:
 
     Args:
         backend: a :class:`~hle_core.runtime.base.Backend`.
-        input_size: ``(H, W)`` the image is resized to before the network (multiples of 32), or None to run at
-            the image's own resolution (padded to a multiple of 32).
+        input_size: ``(H, W)`` the fixed network input (multiples of 32), or None to run at the image's own
+            resolution (padded to a multiple of 32) — or, for a model that accepts a single size (a static ONNX
+            graph or engine, ``backend.static_input_size()``), at that size; another size is refused (ValueError).
+        resize: how an image is fitted to ``input_size`` (ignored without it), one of :data:`RESIZE_MODES`:
+            ``letterbox`` (default) scales it by one factor to fit inside and pads bottom / right with the mean
+            colour; the network output is cropped to the image region before decoding, so padding never
+            yields segments. ``stretch`` resizes each axis to ``input_size`` (aspect ratio lost). Either way the
+            network always sees exactly ``input_size`` (what a static ONNX / TensorRT engine needs) and the
+            result is mapped back to the image's own resolution.
         decoder: decoding thresholds; defaults to the model's own (``backend.config.decoder``).
         tracker: a :class:`~hle_core.tracking.TrackerConfig` to track things across frames, or None.
     """
 
     def __init__(self, backend: Backend, input_size: tuple[int, int] | None = None,
-                 decoder: DecoderConfig | None = None, tracker=None) -> None:
+                 decoder: DecoderConfig | None = None, tracker=None, resize: str = "letterbox") -> None:
+        if resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {list(RESIZE_MODES)}, got {resize!r}")
+        static = backend.static_input_size() if hasattr(backend, "static_input_size") else None
+        if static is not None:              # a fixed-size model (static ONNX / engine): fit every image to it
+            if input_size is None:
+                input_size = static
+            elif tuple(int(v) for v in input_size) != tuple(static):
+                raise ValueError(f"the model takes only {static[0]}x{static[1]} inputs ({backend.describe()}), but "
+                                 f"input_size {tuple(input_size)} was asked for; use {static[0]}x{static[1]}, or none "
+                                 f"(0 x 0) to fit images to the model")
         if input_size is not None:
             h, w = (int(v) for v in input_size)
             if h <= 0 or w <= 0 or h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
@@ -80,6 +117,7 @@ class Pipeline:
         self.classes = backend.config.classes
         self.embedding_dim = backend.config.model.embedding_dim
         self.input_size = input_size
+        self.resize = resize
         self.decoder = decoder if decoder is not None else backend.config.decoder
         self.device = backend.device
         m = backend.config.model
@@ -96,9 +134,21 @@ class Pipeline:
     def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
         """uint8 ``(H, W, 3)`` RGB (or ``(H, W)`` mono) → normalised ``(1, 3, H', W')`` on the backend device.
 
-        Returns the batch and the ``(h, w)`` region of the network input that holds the image (the rest is
-        padding).
+        ``(H', W')`` is ``input_size`` when set, else ``(H, W)`` padded to multiples of 32. Returns the batch
+        and the ``(h, w)`` top-left region of the network input that holds the (resized) image; the rest is
+        padding (zeros = the mean colour).
         """
+        x = self._normalised(image)
+        if self.input_size is None:
+            valid = (x.shape[-2], x.shape[-1])
+            return pad_to_multiple(x).to(self.backend.dtype), valid
+        image_size = (x.shape[-2], x.shape[-1])
+        valid = letterbox_size(image_size, self.input_size) if self.resize == "letterbox" else self.input_size
+        x = pad_to_size(resize_bilinear(x, valid), self.input_size)
+        return x.to(self.backend.dtype), valid
+
+    def _normalised(self, image: np.ndarray) -> torch.Tensor:
+        """Checked uint8 image → ``(1, 3, H, W)`` float32 on the device, mean-subtracted and std-divided."""
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
             raise InputImageError(f"expected a uint8 numpy image, got {type(image).__name__} "
                                   f"{getattr(image, 'dtype', '')}")
@@ -112,14 +162,7 @@ class Pipeline:
         x = x.permute(2, 0, 1).unsqueeze(0).float()                    # 1 x C x H x W
         if x.shape[1] == 1:
             x = x.expand(1, 3, *x.shape[2:])
-        x = (x - self._mean) * self._inv_std
-        if self.input_size is not None:
-            x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
-            valid = self.input_size
-        else:
-            valid = (x.shape[-2], x.shape[-1])
-            x = pad_to_multiple(x)                                        # zeros = the mean colour
-        return x.to(self.backend.dtype), valid
+        return (x - self._mean) * self._inv_std
 
     def process(self, image: np.ndarray, keep_embedding: bool = False) -> FrameResult:
         """Run the whole pipeline on one RGB image."""
@@ -133,7 +176,7 @@ class Pipeline:
         if sync:
             torch.cuda.synchronize(self.device)
         t2 = time.perf_counter()
-        maps = {k: v[0, :, :h, :w] for k, v in out.items()}               # C x h x w, padding cropped
+        maps = {k: v[0, :, :h, :w] for k, v in out.items()}               # C x h x w: the decoder never sees padding
         maps, params = variant_inputs(maps, self.backend.decode_params, self.config.loss.split_embedding)
         result = decode_panoptic(maps["embedding"], maps["sigma"], maps["sigma_spatial"], maps["seed"],
                                  params["class_means"], params["class_sigma"], self.classes, self.decoder,
@@ -142,7 +185,7 @@ class Pipeline:
         areas, boxes = result.areas, result.boxes
         H, W = image.shape[:2]
         if (h, w) != (H, W):                                              # back to the image's resolution
-            panoptic = F.interpolate(panoptic[None, None].float(), size=(H, W), mode="nearest")[0, 0].to(torch.int32)
+            panoptic = resize_nearest(panoptic, (H, W))
             areas, boxes = segment_areas_and_boxes(panoptic, result.ids)
         if sync:
             torch.cuda.synchronize(self.device)
@@ -180,6 +223,18 @@ class Pipeline:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def resize_bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(B, C, H, W)`` → ``(B, C, *size)`` bilinear, antialiased when shrinking; unchanged at the same size."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def resize_nearest(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(h, w)`` int32 label map → ``(*size)`` by nearest neighbour (labels are never blended)."""
+    return F.interpolate(labels[None, None].float(), size=size, mode="nearest")[0, 0].to(torch.int32)
 
 
 def segment_areas_and_boxes(panoptic: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,10 +24,13 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 __all__ = ["FrameStats", "StatsSnapshot", "latency_percentiles", "diagnostic_status", "diagnostic_array",
-           "PERCENTILES"]
+           "PERCENTILES", "FAILURES_FOR_ERROR"]
 
 #: Latency percentiles reported.
 PERCENTILES = (50, 90, 99)
+#: This many failed frames in a row, none processed in between, make the status ERROR (the node cannot serve, e.g.
+#: a model that refuses every frame) instead of WARN.
+FAILURES_FOR_ERROR = 5
 
 
 def latency_percentiles(values: Iterable[float], percentiles: Iterable[int] = PERCENTILES) -> dict[str, float]:
@@ -53,6 +56,8 @@ class StatsSnapshot:
     rate_hz: float                       # processed frames per second over the window
     latency_ms: dict[str, float]         # receive → publish, percentiles over the window
     stage_ms: dict[str, float] = field(default_factory=dict)   # mean per-stage times over the window
+    failed_in_a_row: int = 0             # failed frames since the last processed one
+    last_failure: str = ""               # what the last failed frame raised
 
     @property
     def rejected_total(self) -> int:
@@ -79,6 +84,8 @@ class FrameStats:
         self.dropped = 0
         self.rejected: Counter[str] = Counter()
         self.failed: Counter[str] = Counter()
+        self.failed_in_a_row = 0
+        self.last_failure = ""
 
     def on_received(self) -> None:
         with self._lock:
@@ -92,13 +99,16 @@ class FrameStats:
         with self._lock:
             self.rejected[reason] += 1
 
-    def on_failed(self, reason: str) -> None:
+    def on_failed(self, reason: str, detail: str = "") -> None:
         with self._lock:
             self.failed[reason] += 1
+            self.failed_in_a_row += 1
+            self.last_failure = f"{reason}: {detail}" if detail else reason
 
     def on_processed(self, latency_ms: float, stages_ms: Mapping[str, float] | None = None) -> None:
         with self._lock:
             self.processed += 1
+            self.failed_in_a_row = 0
             self._done_at.append(self._clock())
             self._latency.append(float(latency_ms))
             self._stages.append(dict(stages_ms or {}))
@@ -109,7 +119,8 @@ class FrameStats:
             lat = list(self._latency)
             stages = list(self._stages)
             snap = StatsSnapshot(self.received, self.processed, self.dropped, dict(self.rejected),
-                                 dict(self.failed), 0.0, {})
+                                 dict(self.failed), 0.0, {}, failed_in_a_row=self.failed_in_a_row,
+                                 last_failure=self.last_failure)
         if len(done) >= 2 and done[-1] > done[0]:
             snap.rate_hz = (len(done) - 1) / (done[-1] - done[0])
         snap.latency_ms = latency_percentiles(lat)
@@ -128,13 +139,18 @@ def diagnostic_status(snap: StatsSnapshot, name: str, hardware_id: str, backend:
                       previous: StatsSnapshot | None = None) -> DiagnosticStatus:
     """One ``DiagnosticStatus`` for the node.
 
-    Level: WARN while the node is not active, or when frames were rejected or failed since ``previous``;
-    OK otherwise (dropping frames because the camera is faster than inference is normal and only counted).
+    Level: ERROR while active when the last :data:`FAILURES_FOR_ERROR` or more frames all failed (with the last
+    failure as the message); WARN while the node is not active, or when frames were rejected or failed since
+    ``previous``; OK otherwise (dropping frames because the camera is faster than inference is normal and only
+    counted).
     """
     new_rejected = snap.rejected_total - (previous.rejected_total if previous else 0)
     new_failed = snap.failed_total - (previous.failed_total if previous else 0)
     if state != "active":
         level, message = DiagnosticStatus.WARN, f"{state}: not processing images"
+    elif snap.failed_in_a_row >= FAILURES_FOR_ERROR:
+        level = DiagnosticStatus.ERROR
+        message = f"the last {snap.failed_in_a_row} frames all failed: {snap.last_failure}"[:500]
     elif new_rejected or new_failed:
         level = DiagnosticStatus.WARN
         message = f"{new_rejected} frame(s) rejected, {new_failed} failed since the last report"
@@ -145,7 +161,7 @@ def diagnostic_status(snap: StatsSnapshot, name: str, hardware_id: str, backend:
     values = [_kv("state", state), _kv("backend", backend), _kv("received", snap.received),
               _kv("processed", snap.processed), _kv("dropped", snap.dropped),
               _kv("rejected", snap.rejected_total), _kv("failed", snap.failed_total),
-              _kv("rate_hz", snap.rate_hz)]
+              _kv("failed_in_a_row", snap.failed_in_a_row), _kv("rate_hz", snap.rate_hz)]
     values += [_kv(f"latency_{k}_ms", v) for k, v in snap.latency_ms.items()]
     values += [_kv(f"rejected.{k}", v) for k, v in sorted(snap.rejected.items())]
     values += [_kv(f"failed.{k}", v) for k, v in sorted(snap.failed.items())]

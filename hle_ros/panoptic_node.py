@@ -45,8 +45,8 @@ from hle_ros.conversions import (
     labels_to_image,
 )
 from hle_ros.diagnostics import FrameStats, StatsSnapshot, diagnostic_array, diagnostic_status
-from hle_ros.parameters import PARAMETERS, PARAMETERS_BY_NAME, NodeParameters, ParameterError, validate_one, \
-    validate_parameters
+from hle_ros.parameters import PARAMETERS, PARAMETERS_BY_NAME, NodeParameters, ParameterError, check_change, \
+    validate_one, validate_parameters
 from hle_ros.worker import InferenceWorker
 
 __all__ = ["PanopticNode", "main", "run", "DEFAULT_NODE_NAME", "configure_transport"]
@@ -96,6 +96,7 @@ class PanopticNode(Node):
         self._diag_pub = None
         self._diag_timer = None
         self._last_report: StatsSnapshot | None = None
+        self._fit: tuple[int, int] | None = None    # the pipeline's network input size (None: padded images)
         self._state = "unconfigured"
 
     # --- lifecycle ----------------------------------------------------------------------------------------
@@ -141,9 +142,11 @@ class PanopticNode(Node):
         if p["subscribe_compressed"]:
             self._image_subs.append(
                 self.create_subscription(CompressedImage, "image/compressed", self._on_compressed, in_qos))
+        self._fit = self.pipeline.input_size      # set, or the size a static model takes
         self._state = "active"
-        self.get_logger().info(f"active: {self.pipeline.backend.describe()}, input size "
-                               f"{p.input_size or 'native'}, tracking {'on' if p.tracker_config() else 'off'}")
+        size = f"{self._fit} ({p['resize_mode']})" if self._fit else "native"
+        self.get_logger().info(f"active: {self.pipeline.backend.describe()}, input size {size}, "
+                               f"tracking {'on' if p.tracker_config() else 'off'}")
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -175,7 +178,7 @@ class PanopticNode(Node):
         t = time.perf_counter()
         self.stats.on_received()
         try:
-            image = image_to_rgb(msg, self.params["max_pixels"])    # O(1) checks + a view, no copy
+            image = image_to_rgb(msg, self.params["max_pixels"], self._fit)  # O(1) checks + a view, no copy
         except ImageConversionError as exc:
             self._reject(exc)
             return
@@ -198,20 +201,34 @@ class PanopticNode(Node):
         self.get_logger().warning(f"image rejected ({exc.reason}): {exc}", throttle_duration_sec=WARN_THROTTLE_S)
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
-        """Refuse invalid values at once; valid ones take effect at the next configure."""
-        for param in params:
-            spec = PARAMETERS_BY_NAME.get(param.name)
-            if spec is None:
-                continue                        # e.g. use_sim_time, handled by rclpy
-            _, reason = validate_one(spec, param.value)
-            if reason:
-                return SetParametersResult(successful=False, reason=f"{param.name}: {reason}")
-        return SetParametersResult(successful=True)
+        """Validate the change as configure does (the whole set, cross-parameter rules, the model file) and refuse
+        it with the reason; once configured, decoder thresholds, overlay / embedding colouring and max_pixels apply
+        at once, anything else at the next configure (logged, and in the result's reason)."""
+        changes = {p.name: p.value for p in params if p.name in PARAMETERS_BY_NAME}   # others: e.g. use_sim_time
+        if not changes:
+            return SetParametersResult(successful=True)
+        current = {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS}
+        verdict = check_change(current, changes, configured=self.params is not None)
+        if not verdict.ok:
+            return SetParametersResult(successful=False, reason=verdict.reason())
+        if verdict.live:
+            self._apply_live(verdict.live, verdict.values)
+        # rclpy drops the reason of a successful result, so the log says what applies when
+        self.get_logger().info(f"parameters set: {verdict.reason()}")
+        return SetParametersResult(successful=True, reason=verdict.reason())
+
+    def _apply_live(self, names: tuple[str, ...], values: Any) -> None:
+        params = NodeParameters({**self.params.values, **{n: values[n] for n in names}})
+        pipeline = self.pipeline
+        if pipeline is not None and any(n.startswith("decoder.") for n in names):
+            pipeline.decoder = params.decoder_config(pipeline.config.decoder)    # the model's own, overridden
+        self.params = params                    # one reference swap: the threads read either the old or the new
 
     # --- inference thread ---------------------------------------------------------------------------------
     def _process(self, frame: _Frame) -> None:
         p, pipe, pubs = self.params, self.pipeline, self._pubs
-        image = frame.image if frame.image is not None else compressed_to_rgb(frame.compressed, p["max_pixels"])
+        image = frame.image if frame.image is not None \
+            else compressed_to_rgb(frame.compressed, p["max_pixels"], self._fit)
         want_embedding = pubs["embedding"].get_subscription_count() > 0
         result = pipe.process(image, keep_embedding=want_embedding)
         segmented_ms = (time.perf_counter() - frame.received_at) * 1e3
@@ -241,7 +258,9 @@ class PanopticNode(Node):
         if isinstance(exc, ImageConversionError):
             self._reject(exc)
             return
-        self.stats.on_failed(type(exc).__name__)
+        if not self.context.ok() or self._worker is None:
+            return                              # shutting down / deactivating: publishing failed, not the frame
+        self.stats.on_failed(type(exc).__name__, str(exc))
         self.get_logger().error(f"frame {frame.header.stamp.sec}.{frame.header.stamp.nanosec:09d} failed: "
                                 f"{type(exc).__name__}: {exc}", throttle_duration_sec=WARN_THROTTLE_S)
 
@@ -261,7 +280,8 @@ class PanopticNode(Node):
         from hle_core.runtime import build_pipeline
 
         return build_pipeline(os.path.expanduser(p["model"]), p["backend"], device=p["device"],
-                              input_size=p.input_size, decoder=p.decoder_config, tracker=p.tracker_config(),
+                              input_size=p.input_size, resize=p["resize_mode"], decoder=p.decoder_config,
+                              tracker=p.tracker_config(),
                               logger=self.get_logger(), fp16=p["fp16"],
                               engine_cache_dir=p["engine_cache_dir"] or None, force_rebuild=p["force_rebuild"],
                               fallback=p["fallback"], workspace_mb=p["workspace_mb"],

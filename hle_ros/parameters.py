@@ -30,6 +30,10 @@ __all__ = [
     "ParameterError",
     "NodeParameters",
     "validate_parameters",
+    "parameter_errors",
+    "check_change",
+    "ParameterChange",
+    "LIVE_PARAMETERS",
     "validate_one",
     "load_yaml_parameters",
     "default_parameters",
@@ -37,6 +41,7 @@ __all__ = [
     "FALLBACKS",
     "RELIABILITIES",
     "EMBEDDING_MODES",
+    "RESIZE_MODES",
     "USE_MODEL_VALUE",
     "SIZE_MULTIPLE",
 ]
@@ -45,6 +50,8 @@ BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 FALLBACKS = ("onnxruntime", "torch", "auto", "none")
 RELIABILITIES = ("reliable", "best_effort")
 EMBEDDING_MODES = ("pca", "first3")
+#: hle_core.pipeline.RESIZE_MODES (repeated so validation needs no torch import; a test checks they agree).
+RESIZE_MODES = ("letterbox", "stretch")
 #: Decoder parameters at this value keep the model's own (tuned) setting.
 USE_MODEL_VALUE = -1
 #: Network input sizes must be multiples of this (hle_core.pipeline pads / resizes to it).
@@ -126,6 +133,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("input_width", 0, int,
               "network input width in pixels, a multiple of 32 (0 with input_height 0: the image's own size, padded)",
               lo=0, hi=16384),
+    ParamSpec("resize_mode", "letterbox", str,
+              "how an image is fitted to input_height x input_width (ignored at 0 x 0): letterbox scales it by "
+              "s = min(input_height / H, input_width / W), keeping its aspect ratio, pads bottom/right with the "
+              "mean colour and decodes only the image region; stretch resizes each axis separately. With "
+              "256 x 512 (the shipped street model's training size): 640x480 -> s = 0.533, 256 x 341 + 171 "
+              "padded columns; 1280x720 -> s = 0.356, 256 x 455 + 57 padded columns",
+              choices=RESIZE_MODES),
     # --- decoding (§3.5); -1 keeps the model's tuned value ---------------------------------------------------
     _decoder("seed_threshold", float, 0.0, 1.0, "seed score s_i a candidate centre needs"),
     _decoder("merge_threshold", float, 0.0, 1.0, "Φ between two seeds above which they are one instance"),
@@ -154,10 +168,24 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               lo=0.0, hi=0.999999),
     ParamSpec("tracking.min_birth_score", _T.min_birth_score, float,
               "detections scoring below this continue tracks but never start one", lo=0.0, hi=1.0),
+    ParamSpec("tracking.max_center_distance", _T.max_center_distance, float,
+              "spatial gate: box-centre distance to a track's last box, in mean box sizes (0 disables)",
+              lo=0.0, hi=1e6),
+    ParamSpec("tracking.center_distance_growth", _T.center_distance_growth, float,
+              "the centre gate widens by this many box sizes per frame a track is lost (needs the gate)",
+              lo=0.0, hi=1e6),
+    ParamSpec("tracking.cascade", _T.cascade, bool,
+              "matching cascade: confirmed tracks by frames since their last match first, tentative tracks last"),
+    ParamSpec("tracking.max_birth_overlap", _T.max_birth_overlap, float,
+              "a detection covered by more than this fraction by a same-class tracked detection's box starts no "
+              "track (fragments; 1 disables)", lo=1e-6, hi=1.0),
     # --- input ----------------------------------------------------------------------------------------------
     ParamSpec("subscribe_compressed", False, bool,
               "also subscribe to image/compressed (sensor_msgs/CompressedImage, decoded with OpenCV)"),
-    ParamSpec("max_pixels", 4096 * 4096, int, "images with more pixels than this are rejected unprocessed",
+    ParamSpec("max_pixels", 4096 * 4096, int,
+              "images are rejected unprocessed when they, or the network input made from them (padded to "
+              "multiples of 32, or input_height x input_width), have more pixels than this, or when their long "
+              "side is over 16 times the short side; compressed images are checked before decoding",
               lo=1, hi=_INT32_MAX),
     ParamSpec("qos.reliability", "best_effort", str,
               "reliability of the image subscriptions (best_effort matches every publisher; outputs are "
@@ -243,6 +271,18 @@ def validate_parameters(values: Mapping[str, Any], check_files: bool = True) -> 
     Raises:
         ParameterError: listing every unknown or invalid parameter with the value received and what is expected.
     """
+    out, errors = _checked(values, check_files)
+    if errors:
+        raise ParameterError("invalid node parameters:\n  " + "\n  ".join(errors))
+    return NodeParameters(out)
+
+
+def parameter_errors(values: Mapping[str, Any], check_files: bool = True) -> list[str]:
+    """What :func:`validate_parameters` would refuse in ``values``, one line per problem ([] when valid)."""
+    return _checked(values, check_files)[1]
+
+
+def _checked(values: Mapping[str, Any], check_files: bool) -> tuple[dict[str, Any], list[str]]:
     errors: list[str] = []
     unknown = sorted(set(values) - set(PARAMETERS_BY_NAME))
     if unknown:
@@ -256,9 +296,54 @@ def validate_parameters(values: Mapping[str, Any], check_files: bool = True) -> 
             bad.add(spec.name)
         out[spec.name] = value
     errors.extend(_cross_checks(out, bad, check_files))
-    if errors:
-        raise ParameterError("invalid node parameters:\n  " + "\n  ".join(errors))
-    return NodeParameters(out)
+    return out, errors
+
+
+#: Parameters a configured node applies at once when set (read per frame, or swapped atomically into the
+#: pipeline); every other change takes effect at the next configure (deactivate, cleanup, configure, activate).
+LIVE_PARAMETERS = frozenset({"overlay_alpha", "embedding_mode", "max_pixels"}
+                            | {p.name for p in PARAMETERS if p.name.startswith("decoder.")})
+
+
+@dataclass(frozen=True)
+class ParameterChange:
+    """The verdict on a set of parameter changes (:func:`check_change`)."""
+
+    errors: tuple[str, ...]             # why the change is refused (empty: accepted)
+    live: tuple[str, ...]               # accepted names applied at once (see LIVE_PARAMETERS)
+    deferred: tuple[str, ...]           # accepted names that take effect at the next configure
+    values: Mapping[str, Any]           # the whole parameter set after the change (coerced when accepted)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def reason(self) -> str:
+        """The text for ``SetParametersResult.reason``."""
+        if self.errors:
+            return "; ".join(self.errors)
+        parts = []
+        if self.live:
+            parts.append(f"applied now: {', '.join(self.live)}")
+        if self.deferred:
+            parts.append(f"takes effect at the next configure (deactivate, cleanup, configure, activate): "
+                         f"{', '.join(self.deferred)}")
+        return "; ".join(parts)
+
+
+def check_change(current: Mapping[str, Any], changes: Mapping[str, Any], check_files: bool = True,
+                 configured: bool = True) -> ParameterChange:
+    """Validate ``changes`` against the whole parameter set, exactly as configure does: the values, their
+    cross-parameter rules and the model file. Refused are the problems the change brings in (a set that is
+    already incomplete, e.g. no model yet, does not block unrelated changes). ``configured`` False: nothing
+    applies at once (no configuration to change yet); everything waits for configure."""
+    merged = {**current, **changes}
+    before = set(parameter_errors(current, check_files))
+    values, after = _checked(merged, check_files)
+    new = tuple(e for e in after if e not in before)
+    names = tuple(n for n in changes if n in PARAMETERS_BY_NAME)
+    live = tuple(n for n in names if configured and n in LIVE_PARAMETERS)
+    return ParameterChange(new, live, tuple(n for n in names if n not in live), values if not new else merged)
 
 
 def _cross_checks(v: Mapping[str, Any], bad: set[str], check_files: bool) -> list[str]:

@@ -5,7 +5,7 @@ Set when pytest loads this file, before any test imports rclpy; subprocesses sta
   (several developers, CI) do not see each other's topics. Always overridden: tests must not join a live system.
 - ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``: discovery over loopback only (Kilted ignores ROS_LOCALHOST_ONLY).
 - ``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA`` unless already set: large images over loopback arrive in ~16 ms
-  instead of ~60 ms, and best-effort ones arrive at all (shared/ros2-on-pypi.md).
+  instead of ~60 ms, and best-effort ones arrive at all (measured on the development machine).
 """
 from __future__ import annotations
 

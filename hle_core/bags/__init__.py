@@ -11,12 +11,12 @@ Importing this package does not import rosbags, torch or matplotlib; the functio
 from .evaluate import DEFAULT_MAX_PIXELS, OUTPUT_TOPIC, default_output_bag, evaluate_bag
 from .reader import BagError, BagReader, BagRecord, TopicSummary
 from .report import render_markdown, write_report
-from .writer import (DEFAULT_GT_TOPIC, DEFAULT_IMAGE_TOPIC, STORAGES, BagWriter, SyntheticBagInfo, resolve_target,
-                     write_synthetic_bag)
+from .writer import (DEFAULT_GT_TOPIC, DEFAULT_IMAGE_TOPIC, STORAGES, BagWriter, SyntheticBagInfo, check_target,
+                     resolve_target, write_synthetic_bag)
 
 __all__ = [
     "evaluate_bag", "default_output_bag", "DEFAULT_MAX_PIXELS", "OUTPUT_TOPIC", "write_report", "render_markdown",
     "BagError", "BagReader", "BagRecord", "TopicSummary",
     "DEFAULT_GT_TOPIC", "DEFAULT_IMAGE_TOPIC", "STORAGES", "BagWriter", "SyntheticBagInfo", "resolve_target",
-    "write_synthetic_bag",
+    "check_target", "write_synthetic_bag",
 ]

@@ -13,7 +13,7 @@ frames_total`` always holds):
 * ``frames_rejected`` by reason: ``unreadable`` (declared but not readable: the bag is damaged, see
   ``read_error``), ``deserialize`` (the message bytes do not decode), ``msgtype`` (not a sensor_msgs Image /
   CompressedImage), the pixel-conversion reasons of :data:`hle_core.image_codec.REJECT_REASONS` (``encoding``,
-  ``empty``, ``step``, ``size``, ``too_large``, ``decode``) and ``pipeline_error`` (the pipeline raised).
+  ``empty``, ``step``, ``size``, ``too_large``, ``aspect``, ``decode``) and ``pipeline_error`` (the pipeline raised).
 * ``frames_evaluated``: frames the pipeline processed. They all count for latency and feed the tracker. Only
   those with valid ground truth (``frames_scored``) count for PQ / STQ / VPQ / ID switches / stability; the
   others are counted by ``gt_status``: ``no_gt_topic`` (no --gt-topic), ``no_gt`` (no ground-truth message
@@ -36,7 +36,7 @@ from collections import Counter
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -46,7 +46,7 @@ from .metrics import EmbeddingStability, latency_percentiles
 from .reader import BagError, BagReader
 from .types import COMPRESSED_TYPE, IMAGE_TYPE, PANOPTIC_TYPE, stamp_ns
 
-__all__ = ["evaluate_bag", "DEFAULT_MAX_PIXELS", "OUTPUT_TOPIC", "VIDEO_DIVISOR", "default_output_bag"]
+__all__ = ["evaluate_bag", "VideoScorer", "DEFAULT_MAX_PIXELS", "OUTPUT_TOPIC", "VIDEO_DIVISOR", "default_output_bag"]
 
 #: Larger images are rejected (``too_large``); the node's ``max_pixels`` default (config/panoptic.yaml).
 DEFAULT_MAX_PIXELS = 4096 * 4096
@@ -64,7 +64,8 @@ REASON_TEXT = {
     "empty": "image has no pixels",
     "step": "row step shorter than a row",
     "size": "data length differs from step x height",
-    "too_large": "more pixels than max_pixels",
+    "too_large": "more pixels than max_pixels (the image, or the padded / resized network input made from it)",
+    "aspect": "long side more than 16 times the short side (network input mostly padding)",
     "decode": "compressed image does not decode",
     "pipeline_error": "the pipeline raised",
     "no_gt_topic": "no ground-truth topic given",
@@ -166,19 +167,71 @@ def _read_bag(bag: str | Path, image_topic: str, gt_topic: str | None, log: Any)
     return out
 
 
+class VideoScorer:
+    """STQ / VPQ / ID switches per sequence of tracked predictions: the tracking half of bag-eval's scores.
+
+    Shared by :class:`_Scorer` (``hle bag-eval``) and :mod:`hle_core.tracking.tune` (``hle tune-tracker``), so a
+    tracker configuration gets identical numbers from both. Predicted segments are relabelled with their track
+    ids (:func:`~hle_core.evaluation.video.relabel_with_tracks`, divisor :data:`VIDEO_DIVISOR`); the ground truth
+    is converted to the same encoding. ``vpq=False`` skips VPQ (the slowest of the three).
+    """
+
+    def __init__(self, classes: Any, vpq: bool = True) -> None:
+        from ..evaluation.video import STQAccumulator, VPQAccumulator
+
+        self.stq = STQAccumulator.from_class_table(classes, label_divisor=VIDEO_DIVISOR)
+        self.vpq = VPQAccumulator.from_class_table(classes, label_divisor=VIDEO_DIVISOR) if vpq else None
+        self.maps: dict[int, tuple[list, list]] = {}              # sequence -> (gt maps, tracked pred maps)
+
+    def add(self, gt: np.ndarray, panoptic: np.ndarray, segment_ids: np.ndarray, track_ids: np.ndarray,
+            category_ids: np.ndarray, sequence: int) -> None:
+        """One scored frame: ``gt`` in the Cityscapes encoding, the prediction as a panoptic map with its
+        segments' ids, track ids (-1: none) and categories."""
+        from ..evaluation.video import relabel_with_tracks
+
+        gt_video = _to_video_ids(gt).astype(np.int32)                  # category < 1000: fits int32
+        pred_video = relabel_with_tracks(panoptic, segment_ids, track_ids, category_ids, label_divisor=VIDEO_DIVISOR)
+        self.stq.update(gt_video, pred_video, sequence)
+        if self.vpq is not None:
+            self.vpq.update(gt_video, pred_video, sequence)
+        g_list, p_list = self.maps.setdefault(sequence, ([], []))
+        g_list.append(gt_video)
+        p_list.append(pred_video.astype(np.int32))
+
+    def id_switches(self) -> int:
+        """CLEAR-MOT identity switches summed over the sequences."""
+        from ..evaluation.video import count_id_switches
+
+        return int(sum(count_id_switches(g, p, label_divisor=VIDEO_DIVISOR) for g, p in self.maps.values()))
+
+    def result(self) -> dict[str, Any]:
+        """``{"stq": {...}, "vpq": {...}, "id_switches": n}`` as in bag-eval's metrics (no ``vpq`` without VPQ);
+        raises ValueError before any :meth:`add`."""
+        s = self.stq.result()
+        out: dict[str, Any] = {
+            "stq": {"STQ": s["STQ"], "AQ": s["AQ"], "SQ_sem": s["SQ"], "IoU_per_class": s["IoU_per_class"],
+                    "per_sequence": {k: {"STQ": q["STQ"], "AQ": q["AQ"], "SQ_sem": q["SQ"], "length": q["length"],
+                                         "num_tubes": q["num_tubes"]} for k, q in s["per_sequence"].items()}}}
+        if self.vpq is not None:
+            v = self.vpq.result()
+            out["vpq"] = {"VPQ": v["VPQ"], "VPQ_things": v["VPQ_things"], "VPQ_stuff": v["VPQ_stuff"],
+                          "per_window": {n: {k: w[k] for k in ("PQ", "PQ_things", "PQ_stuff", "num_windows") if k in w}
+                                         for n, w in v["per_window"].items()}}
+        out["id_switches"] = self.id_switches()
+        return out
+
+
 class _Scorer:
-    """PQ over all scored frames, STQ / VPQ / ID switches per sequence, embedding stability."""
+    """PQ over all scored frames, STQ / VPQ / ID switches per sequence (:class:`VideoScorer`), embedding
+    stability."""
 
     def __init__(self, classes: Any) -> None:
         from ..evaluation.pq import Categories, PQStats
-        from ..evaluation.video import STQAccumulator, VPQAccumulator
 
         self.cats = Categories.from_class_table(classes)
         self.pq = PQStats(self.cats)
-        self.stq = STQAccumulator.from_class_table(classes, label_divisor=VIDEO_DIVISOR)
-        self.vpq = VPQAccumulator.from_class_table(classes, label_divisor=VIDEO_DIVISOR)
+        self.video = VideoScorer(classes)
         self.stability = EmbeddingStability()
-        self.maps: dict[int, tuple[list, list]] = {}              # sequence -> (gt maps, tracked pred maps)
         self.frames = 0
 
     def frame_pq(self, gt: np.ndarray, panoptic: np.ndarray) -> Any:
@@ -209,50 +262,33 @@ class _Scorer:
         return status
 
     def add(self, gt: np.ndarray, result: Any, frame_stats: Any, sequence: int) -> None:
-        from ..evaluation.video import relabel_with_tracks
-
         self.frames += 1
         self.pq += frame_stats
-        gt_video = _to_video_ids(gt).astype(np.int32)                  # category < 1000: fits int32
-        pred_video = relabel_with_tracks(result.panoptic, result.ids, result.track_ids, result.category_ids,
-                                         label_divisor=VIDEO_DIVISOR)
-        self.stq.update(gt_video, pred_video, sequence)
-        self.vpq.update(gt_video, pred_video, sequence)
-        g_list, p_list = self.maps.setdefault(sequence, ([], []))
-        g_list.append(gt_video)
-        p_list.append(pred_video.astype(np.int32))
+        self.video.add(gt, result.panoptic, result.ids, result.track_ids, result.category_ids, sequence)
         self.stability.update(gt, result.panoptic, result.ids, result.embeddings, sequence)
 
     def result(self) -> dict[str, Any]:
-        from ..evaluation.video import count_id_switches
-
         if not self.frames:
             return {"not_scored": "no frame had valid ground truth: PQ, STQ, VPQ, ID switches and stability "
                                   "skipped"}
         pq = self.pq.results()
-        s, v = self.stq.result(), self.vpq.result()
         return {
             "PQ": pq["All"]["pq"], "SQ": pq["All"]["sq"], "RQ": pq["All"]["rq"],
             "pq": {k: pq[k] for k in ("All", "Things", "Stuff", "per_class", "miou", "images")},
-            "stq": {"STQ": s["STQ"], "AQ": s["AQ"], "SQ_sem": s["SQ"], "IoU_per_class": s["IoU_per_class"],
-                    "per_sequence": {k: {"STQ": q["STQ"], "AQ": q["AQ"], "SQ_sem": q["SQ"], "length": q["length"],
-                                         "num_tubes": q["num_tubes"]} for k, q in s["per_sequence"].items()}},
-            "vpq": {"VPQ": v["VPQ"], "VPQ_things": v["VPQ_things"], "VPQ_stuff": v["VPQ_stuff"],
-                    "per_window": {n: {k: w[k] for k in ("PQ", "PQ_things", "PQ_stuff", "num_windows") if k in w}
-                                   for n, w in v["per_window"].items()}},
-            "id_switches": int(sum(count_id_switches(g, p, label_divisor=VIDEO_DIVISOR)
-                                   for g, p in self.maps.values())),
+            **self.video.result(),
             "embedding_stability": self.stability.result(),
         }
 
 
 def evaluate_bag(bag: str | Path, image_topic: str, *, gt_topic: str | None = None, model: str | Path | None = None,
                  pipeline: Any = None, backend: str = "auto", device: str = "auto",
-                 input_size: tuple[int, int] | None = None, tracking: bool = True, tracker: Any = None,
-                 decoder: Any = None, out_dir: str | Path | None = None, output_bag: str | Path | None = None,
+                 input_size: tuple[int, int] | None = None, resize: str = "letterbox", tracking: bool = True,
+                 tracker: Any = None, decoder: Any = None, out_dir: str | Path | None = None,
+                 output_bag: str | Path | None = None, overwrite: bool = False,
                  sequence_gap_s: float = 2.0, max_pixels: int | None = DEFAULT_MAX_PIXELS, warmup: int = 1,
                  num_overlays: int = 6, plots: bool = True, progress: bool = True,
-                 logger: Any = None) -> dict[str, Any]:
+                 logger: Any = None, on_frame: Callable[[int, Any, np.ndarray | None], None] | None = None
+                 ) -> dict[str, Any]:
     """Run the pipeline over the images of ``image_topic`` and score it against ``gt_topic``.
 
     Args:
@@ -262,16 +298,24 @@ def evaluate_bag(bag: str | Path, image_topic: str, *, gt_topic: str | None = No
         model: model file for :func:`hle_core.runtime.build_pipeline` (``.pt`` → torch, ``.onnx`` → onnxruntime,
             as ``backend`` / ``device`` pick); or pass a ready ``pipeline`` (its tracker is used as is and it is
             not closed here).
+        input_size, resize: network input ``(H, W)`` (None: each image's own size, padded) and how images are
+            fitted to it (``letterbox`` | ``stretch``), as the node's ``input_height`` / ``input_width`` /
+            ``resize_mode``.
         tracking, tracker: track things (a :class:`~hle_core.tracking.TrackerConfig`; None = the node's default,
             ``TrackerConfig()``); ``tracking=False`` runs without a tracker (no track ids: STQ's AQ drops).
         decoder: a DecoderConfig (or a callable on the model's), None for the model's own.
         out_dir: write ``metrics.json``, ``report.md``, plots and overlays here (None: only return the dict).
         output_bag: write the node's ``PanopticSegmentation`` messages (topic :data:`OUTPUT_TOPIC`) to this bag.
+        overwrite: replace an existing bag at ``output_bag`` (only a bag, never ``bag`` itself; checked before the
+            bag is read, see :func:`hle_core.bags.writer.check_target`); else FileExistsError.
         sequence_gap_s: a larger header-stamp gap starts a new sequence (tracker reset).
         max_pixels: larger images are rejected (``too_large``), as in the node.
         warmup: the first ``warmup`` processed frames are left out of the latency percentiles.
         num_overlays: overlay images kept for the report (evenly spaced over the sequence).
         plots: draw matplotlib plots when matplotlib is installed.
+        on_frame: called after each evaluated frame (in processing order) with ``(sequence, result, gt)``: the
+            sequence index, the pipeline's ``FrameResult`` and the ``(H, W)`` int64 ground truth when the frame
+            was scored, else None. ``hle tune-tracker`` caches the frames through it.
     Returns:
         The metrics dict (also written as ``metrics.json``), see the module docstring for the counts.
     Raises:
@@ -286,6 +330,10 @@ def evaluate_bag(bag: str | Path, image_topic: str, *, gt_topic: str | None = No
     if model is not None and not Path(model).is_file():
         raise FileNotFoundError(f"model file not found: {model}")
     started = time.time()
+    if output_bag is not None:                  # refuse before any work: never replace the input or a non-bag
+        from .writer import check_target
+
+        check_target(output_bag, overwrite=overwrite, protect=(bag,))
     bag_data = _read_bag(bag, image_topic, gt_topic, log)
     images, rejected, examples = bag_data.images, bag_data.rejected, bag_data.examples
 
@@ -299,7 +347,7 @@ def evaluate_bag(bag: str | Path, image_topic: str, *, gt_topic: str | None = No
             from .types import hle_typestore
             from .writer import BagWriter, panoptic_message
 
-            out_writer = BagWriter(output_bag, typestore=hle_typestore(), overwrite=True)
+            out_writer = BagWriter(output_bag, typestore=hle_typestore(), overwrite=overwrite, protect=(bag,))
             stack.callback(out_writer.close)
             out_writer.add_topic(OUTPUT_TOPIC, PANOPTIC_TYPE)
         if pipeline is None:
@@ -307,11 +355,12 @@ def evaluate_bag(bag: str | Path, image_topic: str, *, gt_topic: str | None = No
             from ..tracking import TrackerConfig
 
             tracker_cfg = (tracker if tracker is not None else TrackerConfig()) if tracking else None
-            pipeline = build_pipeline(model, backend, device=device, input_size=input_size, decoder=decoder,
-                                      tracker=tracker_cfg, logger=log)
+            pipeline = build_pipeline(model, backend, device=device, input_size=input_size, resize=resize,
+                                      decoder=decoder, tracker=tracker_cfg, logger=log)
             stack.callback(pipeline.close)
         classes = pipeline.classes
         scorer = _Scorer(classes)
+        fit = getattr(pipeline, "input_size", None)     # max_pixels bounds the network input made from an image too
 
         # header-stamp order; a stamp gap or a new frame_id starts a sequence (tracker reset)
         order = sorted(range(len(images)), key=lambda i: (stamp_ns(images[i].msg.header), images[i].log_time, i))
@@ -330,8 +379,8 @@ def evaluate_bag(bag: str | Path, image_topic: str, *, gt_topic: str | None = No
             row: dict[str, Any] = {"index": n, "stamp_ns": stamp, "sequence": sequence}
             per_frame.append(row)
             try:
-                image = compressed_to_rgb(msg, max_pixels) if rec.msgtype == COMPRESSED_TYPE \
-                    else image_to_rgb(msg, max_pixels)
+                image = compressed_to_rgb(msg, max_pixels, fit) if rec.msgtype == COMPRESSED_TYPE \
+                    else image_to_rgb(msg, max_pixels, fit)
                 result = pipeline.process(image)
             except Exception as exc:                   # counted by reason, as the node counts its rejections
                 reason = exc.reason if isinstance(exc, ImageConversionError) else "pipeline_error"
@@ -351,7 +400,10 @@ def evaluate_bag(bag: str | Path, image_topic: str, *, gt_topic: str | None = No
                 overlays.append((n, as_rgb(image).copy(), result.panoptic.copy()))
 
             status, gt = _ground_truth(bag_data.gts, gt_topic, stamp, image.shape[:2], examples)
-            gt_status[scorer.score_frame(gt, status, result, row, sequence, examples)] += 1
+            status = scorer.score_frame(gt, status, result, row, sequence, examples)
+            gt_status[status] += 1
+            if on_frame is not None:
+                on_frame(sequence, result, gt if status == "scored" else None)
         tracker_used = pipeline.tracker.cfg if pipeline.tracker is not None else None
         backend_info = {"name": pipeline.backend.name, "device": str(pipeline.device),
                         "selection_reason": getattr(pipeline.backend, "selection_reason", "")}

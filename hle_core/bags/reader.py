@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-__all__ = ["BagError", "BagRecord", "TopicSummary", "BagReader", "bag_storage"]
+__all__ = ["BagError", "BagRecord", "TopicSummary", "BagReader", "bag_storage", "is_storage_file"]
+
+#: First bytes of the storage files of a bag (MCAP magic, SQLite 3 header).
+STORAGE_MAGIC = (b"\x89MCAP0\r\n", b"SQLite format 3\x00")
 
 
 class BagError(ValueError):
@@ -50,6 +53,27 @@ def bag_storage(path: Path) -> str:
     return "mcap" if ".mcap" in suffixes else "sqlite3" if ".db3" in suffixes else "unknown"
 
 
+def is_storage_file(path: Path) -> bool:
+    """``path`` is a regular file that starts like an MCAP or SQLite 3 file (a bag's storage file, maybe damaged)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return False
+    return any(head.startswith(magic) for magic in STORAGE_MAGIC)
+
+
+def _not_a_bag(path: Path) -> str | None:
+    """Why ``path`` is no bag at all (not even a damaged one), or None."""
+    if path.is_file():
+        if not is_storage_file(path):
+            return f"{path} is not a rosbag2 bag: neither an MCAP nor an SQLite 3 file"
+    elif path.is_dir():
+        if not (path / "metadata.yaml").is_file() and not any(path.glob("*.mcap")) and not any(path.glob("*.db3")):
+            return f"{path} is not a rosbag2 bag: a folder without metadata.yaml or .mcap / .db3 files"
+    return None
+
+
 def _metadata_counts(path: Path) -> dict[str, tuple[str, int]]:
     """topic → (type, message count) from a bag directory's metadata.yaml; {} when absent or unreadable."""
     meta = path / "metadata.yaml" if path.is_dir() else None
@@ -73,7 +97,8 @@ class BagReader:
     ``error`` (what ended reading early, if anything).
 
     Raises:
-        FileNotFoundError: ``path`` does not exist.
+        FileNotFoundError: ``path`` does not exist. BagError (on ``open``): ``path`` is no bag at all (not an MCAP /
+        SQLite file, or a folder with neither metadata.yaml nor storage files); a damaged bag is read, not refused.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -94,6 +119,9 @@ class BagReader:
 
         from .types import base_typestore
 
+        why = _not_a_bag(self.path)
+        if why:
+            raise BagError(why)
         try:
             reader = AnyReader([self.path], default_typestore=base_typestore())
             reader.open()

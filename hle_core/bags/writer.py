@@ -14,15 +14,17 @@ import json
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
 from ..image_codec import ImageFields, encode_array
+from .reader import is_storage_file
 from .types import IMAGE_TYPE, INSTANCE_TYPE, PANOPTIC_TYPE, base_typestore, header
 
 __all__ = ["STORAGES", "DEFAULT_IMAGE_TOPIC", "DEFAULT_GT_TOPIC", "DEFAULT_START_NS", "BagWriter",
-           "resolve_target", "image_message", "panoptic_message", "SyntheticBagInfo", "write_synthetic_bag"]
+           "resolve_target", "check_target",
+           "image_message", "panoptic_message", "SyntheticBagInfo", "write_synthetic_bag"]
 
 STORAGES = ("mcap", "sqlite3")
 _SUFFIX_STORAGE = {".mcap": "mcap", ".db3": "sqlite3"}
@@ -50,11 +52,58 @@ def resolve_target(path: str | Path, storage: str | None = None) -> tuple[Path, 
     return path, storage or "mcap", False
 
 
-def _remove_existing(path: Path) -> None:
-    """Delete an earlier bag at ``path``: a storage file, or a folder that holds a bag (metadata.yaml) or nothing."""
+#: What a rosbag2 directory holds: ``metadata.yaml`` and storage files (sqlite3 side files, zstd-compressed files).
+_BAG_DIR_SUFFIXES = (".mcap", ".db3", ".db3-shm", ".db3-wal", ".zstd")
+
+
+def _same_or_nested(a: Path, b: Path) -> bool:
+    """``a`` and ``b`` are the same path, or one lies inside the other (symbolic links resolved)."""
+    ra, rb = a.resolve(), b.resolve()
+    return ra == rb or ra in rb.parents or rb in ra.parents
+
+
+def check_target(path: str | Path, storage: str | None = None, *, overwrite: bool = False,
+                 protect: Iterable[str | Path] = ()) -> tuple[Path, str, bool]:
+    """Check that a bag may be written at ``path`` before anything is read, run or deleted; returns
+    :func:`resolve_target`'s ``(path, storage, single_file)``.
+
+    Nothing is ever replaced unless ``overwrite`` is given, and even then only a bag: a ``.mcap`` / ``.db3``
+    storage file (recognised by its first bytes, not its name), an empty folder, or a rosbag2 directory
+    (``metadata.yaml`` and storage files, nothing else). A symbolic link is never replaced, and no path of
+    ``protect`` (the input bags) is ever written over, into or around, whatever ``overwrite`` says.
+
+    Raises:
+        ValueError: bad ``storage`` (see :func:`resolve_target`).
+        FileExistsError: ``path`` exists and may not be replaced (the message says why).
+    """
+    path, storage, single = resolve_target(path, storage)
+    for other in protect:
+        if other is not None and _same_or_nested(path, Path(other)):
+            raise FileExistsError(f"output bag {path} is (or contains, or lies inside) the input bag {other}; "
+                                  f"never writing over an input: choose another path")
+    if not (path.exists() or path.is_symlink()):
+        return path, storage, single
+    if not overwrite:
+        raise FileExistsError(f"bag {path} exists already (overwrite=True, or --overwrite, replaces it)")
+    if path.is_symlink():
+        raise FileExistsError(f"{path} is a symbolic link; not replacing it (remove it yourself)")
     if path.is_dir():
-        if any(path.iterdir()) and not (path / "metadata.yaml").is_file():
+        entries = list(path.iterdir())
+        if entries and not (path / "metadata.yaml").is_file():
             raise FileExistsError(f"{path} exists and is not a rosbag2 directory (no metadata.yaml); not removing it")
+        other = [e.name for e in entries if e.name != "metadata.yaml" and
+                 not (e.is_file() and not e.is_symlink() and e.name.lower().endswith(_BAG_DIR_SUFFIXES))]
+        if other:
+            raise FileExistsError(f"{path} holds more than a bag ({', '.join(sorted(other)[:5])}); not removing it")
+    elif not (path.is_file() and is_storage_file(path)):
+        raise FileExistsError(f"{path} exists and is not a bag storage file (no MCAP or SQLite header); "
+                              f"not replacing it")
+    return path, storage, single
+
+
+def _remove_existing(path: Path) -> None:
+    """Delete an earlier bag at ``path`` that :func:`check_target` accepted."""
+    if path.is_dir():
         shutil.rmtree(path)
     elif path.exists():
         path.unlink()
@@ -66,18 +115,18 @@ class BagWriter:
     Args:
         path, storage: see :func:`resolve_target`.
         typestore: rosbags typestore of the message types (default: :func:`base_typestore`).
-        overwrite: replace an existing bag at ``path`` (else ``FileExistsError``).
+        overwrite: replace an existing bag at ``path`` (else ``FileExistsError``); only a bag is ever replaced
+            (see :func:`check_target`).
         custom_data: string key/values stored in ``metadata.yaml`` (directory bags only).
+        protect: paths never written over, into or around (the input bags), whatever ``overwrite`` says.
     """
 
     def __init__(self, path: str | Path, storage: str | None = None, typestore: Any = None, overwrite: bool = False,
-                 custom_data: dict[str, str] | None = None) -> None:
+                 custom_data: dict[str, str] | None = None, protect: Iterable[str | Path] = ()) -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer
 
-        self.path, self.storage, self.single_file = resolve_target(path, storage)
-        if self.path.exists() or self.path.is_symlink():
-            if not overwrite:
-                raise FileExistsError(f"bag {self.path} exists already (overwrite=True, or --overwrite, replaces it)")
+        self.path, self.storage, self.single_file = check_target(path, storage, overwrite=overwrite, protect=protect)
+        if self.path.exists():
             _remove_existing(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.typestore = typestore if typestore is not None else base_typestore()

@@ -49,13 +49,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--input-size", type=parse_size, default=None, metavar="HxW",
                    help="network input size, multiples of 32 (default: each image's own size, padded)")
+    p.add_argument("--resize-mode", choices=("letterbox", "stretch"), default="letterbox",
+                   help="fit images to --input-size keeping the aspect ratio (letterbox: scale, pad bottom/right) "
+                        "or not (stretch), as the node's resize_mode (default letterbox)")
     p.add_argument("--out", type=Path, required=True, help="output folder for metrics.json, report.md and plots")
     p.add_argument("--output-bag", nargs="?", const="", default=None, metavar="PATH",
                    help="also write the node's PanopticSegmentation messages to a bag (default path: "
-                        "<OUT>_panoptic.mcap beside OUT)")
+                        "<OUT>_panoptic.mcap beside OUT); an existing path is refused unless --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing bag at --output-bag (only a bag, never the input --bag)")
     p.add_argument("--no-tracking", action="store_true", help="run without the tracker (no track ids)")
     p.add_argument("--box-tracker", action="store_true",
-                   help="box-overlap-only baseline tracker (TrackerConfig.use_embeddings=false)")
+                   help="box-overlap-only baseline tracker (TrackerConfig.use_embeddings=false; with "
+                        "--tracker-config: that config with use_embeddings=false)")
+    p.add_argument("--tracker-config", type=Path, default=None, metavar="YAML",
+                   help="tracker settings: a YAML 'tracker:' section, e.g. written by hle tune-tracker (missing keys: "
+                        "TrackerConfig defaults; default: the node's default tracker)")
     p.add_argument("--sequence-gap", type=float, default=2.0, metavar="S",
                    help="a header-stamp gap above S seconds starts a new sequence (tracker reset; default 2)")
     p.add_argument("--warmup", type=int, default=1, help="first N frames left out of latency figures (default 1)")
@@ -67,9 +76,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from ..bags import BagError, default_output_bag, evaluate_bag
     from ..config import ConfigError
-    from ..tracking import TrackerConfig
+    from ..tracking import TrackerConfig, load_tracker_config
 
     if not args.bag.exists():
         raise FileNotFoundError(f"bag not found: {args.bag}")
@@ -86,6 +97,11 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"model file not found: {args.model}")
     if args.sequence_gap < 0 or args.warmup < 0 or args.overlays < 0:
         raise ConfigError("--sequence-gap, --warmup and --overlays must be >= 0")
+    if args.no_tracking and (args.tracker_config is not None or args.box_tracker):
+        raise ConfigError("--no-tracking excludes --tracker-config and --box-tracker")
+    tracker = load_tracker_config(args.tracker_config) if args.tracker_config is not None else None
+    if args.box_tracker:
+        tracker = dataclasses.replace(tracker or TrackerConfig(), use_embeddings=False)
     output_bag = None
     if args.output_bag is not None:
         output_bag = Path(args.output_bag) if args.output_bag else default_output_bag(args.out)
@@ -100,13 +116,17 @@ def run(args: argparse.Namespace) -> int:
             print(f"report: {args.out / 'report.md'}")
             return 0 if m["frames_evaluated"] else 1
         m = evaluate_bag(args.bag, args.image_topic, gt_topic=args.gt_topic, model=args.model, backend=args.backend,
-                         device=args.device, input_size=args.input_size, tracking=not args.no_tracking,
-                         tracker=TrackerConfig(use_embeddings=False) if args.box_tracker else None,
-                         out_dir=args.out, output_bag=output_bag, sequence_gap_s=args.sequence_gap,
+                         device=args.device, input_size=args.input_size, resize=args.resize_mode,
+                         tracking=not args.no_tracking,
+                         tracker=tracker,
+                         out_dir=args.out, output_bag=output_bag, overwrite=args.overwrite,
+                         sequence_gap_s=args.sequence_gap,
                          warmup=args.warmup, num_overlays=args.overlays, plots=not args.no_plots,
                          progress=not args.no_progress)
     except BagError as exc:
         raise ConfigError(str(exc)) from exc
+    except FileExistsError as exc:              # --output-bag would replace something (see bags.writer.check_target)
+        raise ConfigError(f"--output-bag: {exc}") from exc
     print(summary(m))
     print(f"report: {args.out / 'report.md'}")
     return 0 if m["frames_evaluated"] else 1

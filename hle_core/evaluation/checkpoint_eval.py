@@ -55,12 +55,12 @@ def resolve_device(device: str) -> torch.device:
 def decoder_section(path: str | Path) -> dict[str, Any]:
     """The ``hle: decoder:`` (or top-level ``decoder:``) mapping of a YAML file, e.g. ``hle tune-decoder``'s
     output; apply it with ``cfg.override({"decoder": section})``."""
-    import yaml  # noqa: PLC0415
+    from ..config import read_yaml  # noqa: PLC0415
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"decoder config not found: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = read_yaml(path) or {}
     section = data.get("hle", data) if isinstance(data, dict) else None
     section = section.get("decoder") if isinstance(section, dict) else None
     if not isinstance(section, dict):

@@ -7,12 +7,16 @@ Layout (a plain dict of tensors, strings and numbers, nothing pickled beyond wha
      "extra": <JSON string>}
 
 Writes are atomic (temporary file in the same directory, fsync, ``os.replace``) so a crash never leaves a
-half-written checkpoint under the final name.
+half-written checkpoint under the final name. A full disk is reported as such (:class:`CheckpointError`
+"disk full while writing <path>"), the earlier file under the final name left as it was; the temporary files of a
+save that was killed are removed by :func:`remove_partial_checkpoints` (``hle train`` calls it at start-up).
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,7 +26,8 @@ import torch
 from ..config import ConfigError, HLEConfig
 from .network import HLENet, build_model
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_model", "release_checkpoint"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_model", "release_checkpoint",
+           "remove_partial_checkpoints"]
 
 FORMAT = "hle-checkpoint"
 VERSION = 1
@@ -52,18 +57,82 @@ def save_checkpoint(path: str | Path, model: HLENet, *, optimizer: Any = None, s
     return path
 
 
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class _Writer:
+    """A file for ``torch.save`` that remembers the OSError of a failed write (torch may re-raise it as a
+    RuntimeError without the errno)."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh, self.error = fh, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.fh.flush()
+        except OSError as exc:
+            self.error = exc
+            raise
+
+
 def _atomic_save(payload: dict[str, Any], path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        _raise_if_disk_full(exc, None, path)
+        raise
+    writer = None
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
+            writer = _Writer(fh)
+            torch.save(payload, writer)
+            writer.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)          # mkstemp creates 0600; a checkpoint is an ordinary, shareable file
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        _raise_if_disk_full(exc, writer.error if writer is not None else None, path)
         raise
+
+
+def _raise_if_disk_full(exc: BaseException, write_error: OSError | None, path: Path) -> None:
+    """Turn a failed save on a full disk (ENOSPC / EDQUOT, raised or swallowed into a torch RuntimeError) into one
+    clear :class:`CheckpointError`; return for any other failure."""
+    full = [e for e in (exc, write_error, exc.__context__, exc.__cause__)
+            if isinstance(e, OSError) and e.errno in _DISK_FULL]
+    if not full:
+        return
+    kept = f"the previous {path.name} is unchanged" if path.exists() else f"no {path.name} was written"
+    raise CheckpointError(f"disk full while writing {path} ({full[0].strerror}); {kept}; free some space and "
+                          f"resume from the last complete checkpoint") from exc
+
+
+#: The temporary file names of :func:`_atomic_save` (``tempfile.mkstemp``: 8 random characters).
+_PARTIAL = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")
+
+
+def remove_partial_checkpoints(directory: str | Path, names: tuple[str, ...] = ("last.pt", "final.pt")) -> list[Path]:
+    """Delete the temporary files that a save of one of ``names`` killed half-way left in ``directory``
+    (``.last.pt.XXXXXXXX.tmp``); returns what was deleted. Run it at the start of a run that writes there, when
+    no save of that run is in progress."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = []
+    for entry in directory.iterdir():
+        m = _PARTIAL.fullmatch(entry.name)
+        if m and m.group("name") in names and entry.is_file() and not entry.is_symlink():
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return sorted(removed)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -74,7 +143,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"cannot read checkpoint {path} (truncated or corrupt?): {exc}") from exc
+        text = str(exc)
+        if "Weights only load failed" in text:     # torch's multi-paragraph advice to unpickle: never taken here
+            why = ": it holds objects that safe (weights_only) loading refuses, so it is not an HLE checkpoint"
+        else:
+            why = f" (truncated or corrupt?): {next((ln.strip() for ln in text.splitlines() if ln.strip()), '')[:200]}"
+        raise CheckpointError(f"cannot read checkpoint {path}{why}") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an HLE checkpoint (no format={FORMAT!r} marker)")
     if payload.get("version") != VERSION:

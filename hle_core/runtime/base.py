@@ -45,5 +45,10 @@ class Backend(abc.ABC):
     def describe(self) -> str:
         return f"{self.name} on {self.device}"
 
+    def static_input_size(self) -> tuple[int, int] | None:
+        """``(H, W)`` when the model accepts only that input size (a static ONNX graph or TensorRT profile); None
+        when any multiple of 32 runs. :class:`~hle_core.pipeline.Pipeline` fits every image to it."""
+        return None
+
     def close(self) -> None:
         """Free the model and device memory (lifecycle deactivate)."""

@@ -13,6 +13,12 @@ the engine bytes' SHA-256 and the ONNX file's HLE metadata (config, decode param
 file; a cached file is reused only when its sidecar's key equals the current key field by field and the
 engine bytes still hash to the recorded value (else it is rebuilt). :func:`verify_engine` is the check
 for an engine file handed over explicitly: a mismatch raises :class:`ForeignEngineError` naming the fields.
+A sidecar that is not a JSON object of this format (any malformed file) is a cache miss with the reason logged.
+
+Other cached files (the checkpoint → ONNX export of :func:`hle_core.runtime.cached_onnx_for_checkpoint`) get the
+same content check: :func:`write_file_record` keeps their SHA-256 (and what they were made from) beside them,
+:func:`verify_file_record` re-hashes the file before it is served, so a cached file edited or damaged after it
+was written is rebuilt, never trusted on a label inside it.
 """
 from __future__ import annotations
 
@@ -28,12 +34,14 @@ from typing import Any, Callable
 __all__ = [
     "EngineKey", "EngineCache", "EngineCacheError", "ForeignEngineError", "SIDECAR_FORMAT", "file_sha256",
     "sidecar_path", "read_sidecar", "write_engine", "verify_engine", "key_differences", "default_cache_dir",
+    "write_file_record", "verify_file_record",
 ]
 
 log = logging.getLogger("hle_core.runtime")
 
 SIDECAR_FORMAT = "hle-engine"
 SIDECAR_VERSION = 1
+FILE_RECORD_FORMAT = "hle-cached-file"
 PRECISIONS = ("fp32", "fp16")
 
 
@@ -166,12 +174,19 @@ def read_sidecar(engine_path: str | Path) -> dict[str, Any]:
         doc = json.loads(sidecar.read_text())
     except (OSError, ValueError) as exc:
         raise EngineCacheError(f"unreadable engine sidecar {sidecar}: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise EngineCacheError(f"{sidecar}: not an HLE engine sidecar (a JSON {type(doc).__name__}, expected an "
+                               f"object)")
     if doc.get("format") != SIDECAR_FORMAT or doc.get("version") != SIDECAR_VERSION:
         raise EngineCacheError(f"{sidecar}: not an HLE engine sidecar of version {SIDECAR_VERSION} "
                                f"(format={doc.get('format')!r}, version={doc.get('version')!r})")
     for field in ("key", "engine_sha256", "metadata", "onnx_io"):
         if field not in doc:
             raise EngineCacheError(f"{sidecar}: missing field {field!r}")
+    for field, kind in (("key", dict), ("engine_sha256", str), ("metadata", dict), ("onnx_io", dict)):
+        if not isinstance(doc[field], kind):
+            raise EngineCacheError(f"{sidecar}: field {field!r} is a {type(doc[field]).__name__}, expected a "
+                                   f"{kind.__name__}")
     doc["key"] = EngineKey.from_dict(doc["key"])
     return doc
 
@@ -226,7 +241,7 @@ class EngineCache:
             return None
         try:
             verify_engine(path, key)
-        except EngineCacheError as exc:
+        except (EngineCacheError, OSError) as exc:
             log.warning("cached engine not reused, it will be rebuilt: %s", exc)
             return None
         return path
@@ -248,3 +263,42 @@ class EngineCache:
                                    f"{len(engine) if hasattr(engine, '__len__') else '?'}, expected non-empty bytes")
         write_engine(path, bytes(engine), key, metadata=metadata, onnx_io=onnx_io, onnx_path=onnx_path)
         return path, True
+
+
+# ----------------------------------------------------------------------------------------------------
+# content records of other cached files
+def write_file_record(path: str | Path, **fields: str) -> Path:
+    """Record ``path``'s SHA-256 and ``fields`` (e.g. ``source_sha256``) in ``<path>.json``, atomically; returns
+    the record's path. Write it only after ``path`` itself is complete."""
+    path = Path(path)
+    doc = {"format": FILE_RECORD_FORMAT, "version": 1, "file": path.name, "sha256": file_sha256(path), **fields}
+    record = sidecar_path(path)
+    _atomic_write(record, json.dumps(doc, indent=1, sort_keys=True).encode())
+    return record
+
+
+def verify_file_record(path: str | Path, **expected: str) -> None:
+    """Check a cached file against its :func:`write_file_record` record: the file's bytes must hash to the recorded
+    SHA-256 and every ``expected`` field must equal the recorded one.
+
+    Raises:
+        EngineCacheError: no record, an unreadable or malformed one, or any mismatch (the message says which).
+    """
+    path = Path(path)
+    record = sidecar_path(path)
+    if not record.is_file():
+        raise EngineCacheError(f"{path} has no content record {record.name} (written by an older version, or the "
+                               f"write was interrupted)")
+    try:
+        doc = json.loads(record.read_text())
+    except (OSError, ValueError) as exc:
+        raise EngineCacheError(f"unreadable content record {record}: {exc}") from exc
+    if not isinstance(doc, dict) or doc.get("format") != FILE_RECORD_FORMAT or not isinstance(doc.get("sha256"), str):
+        raise EngineCacheError(f"{record}: not an HLE content record")
+    for name, value in expected.items():
+        if doc.get(name) != value:
+            raise EngineCacheError(f"{path}: recorded {name} {doc.get(name)!r} differs from {value!r}")
+    actual = file_sha256(path)
+    if actual != doc["sha256"]:
+        raise EngineCacheError(f"{path}: content changed after it was cached (SHA-256 {actual[:16]}…, recorded "
+                               f"{doc['sha256'][:16]}…)")

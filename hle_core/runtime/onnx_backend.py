@@ -119,6 +119,10 @@ class OnnxRuntimeBackend(Backend):
     def describe(self) -> str:
         return f"onnxruntime on {self.device} ({', '.join(self.providers)}) {self.path.name}"
 
+    def static_input_size(self) -> tuple[int, int] | None:
+        h, w = self._input_shape[2], self._input_shape[3]
+        return (h, w) if h > 0 and w > 0 else None
+
     def close(self) -> None:
         if hasattr(self, "session"):
             del self.session

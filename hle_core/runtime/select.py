@@ -67,8 +67,11 @@ def cached_onnx_for_checkpoint(checkpoint: str | Path, cache_dir: str | Path | N
     """Export ``checkpoint`` once to ``<cache>/<stem>-<sha16>-<dynamic|HxW>.onnx`` and reuse it afterwards.
 
     The file name carries the checkpoint's SHA-256 prefix; a reused file must also record the full hash in its
-    metadata (``hle.source_sha256``), so a changed checkpoint is never served a stale graph.
+    metadata (``hle.source_sha256``), so a changed checkpoint is never served a stale graph, and its own bytes must
+    still hash to the SHA-256 kept beside it (``<file>.json``, :func:`~hle_core.runtime.engine_cache.write_file_record`),
+    so a cached file altered after export is re-exported, with the reason logged, never served on its label.
     """
+    from .engine_cache import EngineCacheError, sidecar_path, verify_file_record, write_file_record
     from .export import export_onnx, read_onnx_metadata
 
     checkpoint = Path(checkpoint)
@@ -78,14 +81,20 @@ def cached_onnx_for_checkpoint(checkpoint: str | Path, cache_dir: str | Path | N
     out = cache / f"{checkpoint.stem}-{sha[:16]}-{tag}.onnx"
     if out.is_file():
         try:
+            verify_file_record(out, source_sha256=sha)
             if read_onnx_metadata(out).props.get("hle.source_sha256") == sha:
                 return out
-        except (ValueError, OSError):
-            pass
+            raise EngineCacheError(f"{out}: metadata hle.source_sha256 differs from the checkpoint's")
+        except (EngineCacheError, ValueError, OSError) as exc:
+            logging.getLogger("hle_core.runtime").warning("cached ONNX export not reused, re-exporting: %s", exc)
+    sidecar_path(out).unlink(missing_ok=True)             # no record beside a file being replaced
     if input_size is None:
-        return export_onnx(checkpoint, out, dynamic=True, extra_metadata={"hle.source_sha256": sha})
-    return export_onnx(checkpoint, out, height=int(input_size[0]), width=int(input_size[1]),
-                       extra_metadata={"hle.source_sha256": sha})
+        export_onnx(checkpoint, out, dynamic=True, extra_metadata={"hle.source_sha256": sha})
+    else:
+        export_onnx(checkpoint, out, height=int(input_size[0]), width=int(input_size[1]),
+                    extra_metadata={"hle.source_sha256": sha})
+    write_file_record(out, source_sha256=sha)
+    return out
 
 
 def _why_not(kind: str, device: str, fmt: str) -> str | None:
@@ -212,8 +221,8 @@ def create_backend(kind: str = "auto", model: str | Path = "", device: str = "au
 
 
 def build_pipeline(model: str | Path, backend: str = "auto", *, device: str = "auto",
-                   input_size: tuple[int, int] | None = None, decoder: Any = None, tracker: Any = None,
-                   logger: Any = None, **backend_options: Any) -> Any:
+                   input_size: tuple[int, int] | None = None, resize: str = "letterbox", decoder: Any = None,
+                   tracker: Any = None, logger: Any = None, **backend_options: Any) -> Any:
     """A model file → a ready :class:`hle_core.pipeline.Pipeline`: :func:`create_backend` + the pipeline around it.
 
     The one place where the node, bag evaluation and the CLI turn a model path into a pipeline (``.pt``
@@ -222,12 +231,14 @@ def build_pipeline(model: str | Path, backend: str = "auto", *, device: str = "a
     Args:
         model, backend, device, logger: as for :func:`create_backend` (``backend`` is its ``kind``).
         input_size: ``(H, W)`` network input (multiples of 32), or None for the image's own size (padded).
+        resize: how images are fitted to ``input_size``: ``letterbox`` (aspect ratio kept, padded) or
+            ``stretch`` (see :class:`~hle_core.pipeline.Pipeline`).
         decoder: a :class:`~hle_core.config.DecoderConfig`, a callable mapping the model's own decoder
             configuration to the one to use (e.g. the node's parameter overrides), or None for the model's.
         tracker: a :class:`~hle_core.tracking.TrackerConfig`, or None for no tracking.
         **backend_options: further :func:`create_backend` keywords (``fp16``, ``fallback``, ...).
     Raises:
-        as :func:`create_backend`; ValueError for a bad ``input_size``. The backend is closed on failure.
+        as :func:`create_backend`; ValueError for a bad ``input_size`` or ``resize``. The backend is closed on failure.
     """
     from ..pipeline import Pipeline          # here, not at import: the pipeline module imports this package
 
@@ -235,7 +246,7 @@ def build_pipeline(model: str | Path, backend: str = "auto", *, device: str = "a
                            **backend_options)
     try:
         chosen = decoder(built.config.decoder) if callable(decoder) else decoder
-        return Pipeline(built, input_size=input_size, decoder=chosen, tracker=tracker)
+        return Pipeline(built, input_size=input_size, decoder=chosen, tracker=tracker, resize=resize)
     except Exception:
         built.close()
         raise

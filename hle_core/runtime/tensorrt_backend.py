@@ -290,6 +290,10 @@ class TensorRTBackend(Backend):
         self._last_input = x            # keep the bound input alive until the stream has consumed it
         return {name: t.float() for name, t in outs.items()}
 
+    def static_input_size(self) -> tuple[int, int] | None:
+        lo, hi = self.profile.min, self.profile.max
+        return (int(lo[2]), int(lo[3])) if (lo[2], lo[3]) == (hi[2], hi[3]) else None
+
     def describe(self) -> str:
         k = self.key
         return (f"tensorrt {k.tensorrt_version} on {k.gpu_name} ({k.precision}, profile {list(k.input_shapes)}) "

@@ -10,13 +10,14 @@ A recipe file has two sections::
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, HLEConfig, _dc_update, load_config
 
-__all__ = ["DataConfig", "TrainConfig", "load_recipe"]
+__all__ = ["DataConfig", "TrainConfig", "load_recipe", "validate_train_config"]
 
 
 @dataclass
@@ -36,6 +37,9 @@ class DataConfig:
     # synthetic: SceneGenerator options for both splits (min_area: things with fewer visible pixels are void;
     # density: multiplies the number of things; noise_sigma: sensor noise), e.g. {min_area: 64}
     generator: dict = field(default_factory=dict)
+    # synthetic: render the scenes once into this folder and read them back (hle_core.data.scene_cache);
+    # null renders every scene at every use
+    cache_dir: str | None = None
 
 
 @dataclass
@@ -56,6 +60,7 @@ class TrainConfig:
     hflip: bool = True
     color_jitter: float = 0.2
     amp: bool = True                   # mixed precision on CUDA (ignored on CPU)
+    channels_last: bool = True         # NHWC weights and inputs (oneDNN / cuDNN convolutions are faster so)
     grad_clip: float = 0.0             # 0 disables
     loss_stride: int = 1               # > 1: the loss sees every loss_stride-th pixel (ρ kept in input pixels)
     num_workers: int = 0
@@ -71,14 +76,14 @@ class TrainConfig:
 
 def load_recipe(path: str | Path | None, overrides: dict[str, Any] | None = None) -> tuple[HLEConfig, TrainConfig]:
     """Read a recipe YAML into ``(HLEConfig, TrainConfig)``; ``overrides`` = ``{"hle": {...}, "train": {...}}``."""
-    import yaml
+    from ..config import read_yaml
 
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"recipe not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml(path) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping with 'hle' and 'train' sections")
         unknown = set(data) - {"hle", "train"}
@@ -97,10 +102,24 @@ def load_recipe(path: str | Path | None, overrides: dict[str, Any] | None = None
     data_values = {**_mapping(recipe_train.pop("data", None), f"{path}: train.data"),
                    **_mapping(override_train.pop("data", None), "override train.data")}
     train_values = {**recipe_train, **override_train}
-    tcfg = _dc_update(TrainConfig(), train_values, "train")
-    tcfg.data = _dc_update(DataConfig(), data_values, "train.data")
-    _validate(tcfg)
+    errors: list[str] = []                  # every type and range error of the train section, listed at once
+    tcfg = _update_each(TrainConfig(), train_values, "train", errors)
+    tcfg.data = _update_each(DataConfig(), data_values, "train.data", errors)
+    errors += _errors(tcfg)
+    if errors:
+        raise ConfigError(f"{path if path is not None else 'recipe'}: {len(errors)} invalid value(s): "
+                          + "; ".join(errors))
     return cfg, tcfg
+
+
+def _update_each(obj: Any, values: dict[str, Any], section: str, errors: list[str]) -> Any:
+    """``_dc_update`` key by key, so that every bad key / type is reported (into ``errors``), not just the first."""
+    for key, value in values.items():
+        try:
+            obj = _dc_update(obj, {key: value}, section)
+        except ConfigError as exc:
+            errors.append(str(exc))
+    return obj
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:
@@ -111,22 +130,91 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
     return dict(value)
 
 
+def validate_train_config(t: TrainConfig) -> None:
+    """Check every value of ``t`` (types are :func:`load_recipe`'s job); raises one :class:`ConfigError` listing all
+    errors, so a recipe is fixed in one go and nothing fails after training has started."""
+    errors = _errors(t)
+    if errors:
+        raise ConfigError(f"{len(errors)} invalid training value(s): " + "; ".join(errors))
+
+
 def _validate(t: TrainConfig) -> None:
-    if t.data.format not in ("synthetic", "coco", "cityscapes"):
-        raise ConfigError(f"train.data.format must be synthetic|coco|cityscapes, got {t.data.format!r}")
-    if t.data.format != "synthetic" and not t.data.root:
-        raise ConfigError(f"train.data.root is required for format {t.data.format!r}")
-    unknown = set(t.data.generator) - {"min_area", "density", "noise_sigma"}
+    validate_train_config(t)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _errors(t: TrainConfig) -> list[str]:
+    """Every out-of-range value of ``t``, as ``"train.<key> must ..., got ..."``."""
+    errors: list[str] = []
+
+    def need(ok: bool, name: str, rule: str, value: Any) -> None:
+        if not ok:
+            errors.append(f"train.{name} must {rule}, got {value!r}")
+
+    def integer(name: str, lo: int, rule: str, obj: Any = t) -> None:
+        v = getattr(obj, name.split(".")[-1])
+        need(isinstance(v, int) and not isinstance(v, bool) and v >= lo, name, rule, v)
+
+    def real(name: str, lo: float, hi: float = math.inf, rule: str = "", lo_open: bool = False,
+             hi_open: bool = False) -> None:
+        v = getattr(t, name)
+        ok = _number(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+        need(ok, name, rule, v)
+
+    d = t.data
+    need(d.format in ("synthetic", "coco", "cityscapes"), "data.format", "be synthetic|coco|cityscapes", d.format)
+    if d.format != "synthetic" and not d.root:
+        errors.append(f"train.data.root is required for format {d.format!r}")
+    need(bool(d.train_split) and bool(d.val_split), "data.train_split/val_split", "be non-empty",
+         (d.train_split, d.val_split))
+    integer("data.num_train", 1, "be >= 1", d)
+    integer("data.num_val", 0, "be >= 0", d)
+    integer("data.train_seed", 0, "be >= 0", d)
+    integer("data.val_seed", 0, "be >= 0", d)
+    need(all(isinstance(v, int) and v >= 32 for v in d.image_size), "data.image_size", "be (H, W) with H, W >= 32",
+         d.image_size)
+    need(d.max_side is None or (isinstance(d.max_side, int) and d.max_side >= 32), "data.max_side",
+         "be null or >= 32", d.max_side)
+    unknown = set(d.generator) - {"min_area", "density", "noise_sigma"}
     if unknown:
-        raise ConfigError(f"train.data.generator: unknown keys {sorted(unknown)} (min_area, density, noise_sigma)")
-    if t.steps < 1 or t.batch_size < 1 or t.lr <= 0:
-        raise ConfigError("train.steps and train.batch_size must be >= 1 and train.lr > 0")
-    if any(v % 32 for v in t.crop_size):
-        raise ConfigError(f"train.crop_size must be multiples of 32, got {t.crop_size}")
-    if t.loss_stride < 1:
-        raise ConfigError(f"train.loss_stride must be >= 1, got {t.loss_stride}")
-    if t.device not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"train.device must be auto|cpu|cuda, got {t.device!r}")
+        errors.append(f"train.data.generator: unknown keys {sorted(unknown)} (min_area, density, noise_sigma)")
+    g = d.generator
+    if "min_area" in g:
+        need(isinstance(g["min_area"], int) and not isinstance(g["min_area"], bool) and g["min_area"] >= 1,
+             "data.generator.min_area", "be an integer >= 1", g["min_area"])
+    if "density" in g:
+        need(_number(g["density"]) and g["density"] > 0, "data.generator.density", "be > 0", g["density"])
+    if "noise_sigma" in g:
+        need(_number(g["noise_sigma"]) and g["noise_sigma"] >= 0, "data.generator.noise_sigma", "be >= 0",
+             g["noise_sigma"])
+
+    integer("steps", 1, "be >= 1")
+    integer("batch_size", 1, "be >= 1")
+    real("lr", 0.0, rule="be a finite number > 0", lo_open=True)
+    real("class_param_lr_mult", 0.0, rule="be a finite number >= 0")
+    real("weight_decay", 0.0, rule="be a finite number >= 0")
+    real("poly_power", 0.0, rule="be a finite number >= 0")
+    integer("warmup_steps", 0, "be >= 0")
+    need(all(isinstance(v, int) and v > 0 and v % 32 == 0 for v in t.crop_size), "crop_size",
+         "be positive multiples of 32", t.crop_size)
+    lo, hi = t.scale_range
+    need(_number(lo) and _number(hi) and 0 < lo <= hi, "scale_range", "be (lo, hi) with 0 < lo <= hi", t.scale_range)
+    real("thing_crop_prob", 0.0, 1.0, rule="lie in [0, 1]")
+    real("color_jitter", 0.0, 1.0, rule="lie in [0, 1)", hi_open=True)
+    real("grad_clip", 0.0, rule="be a finite number >= 0 (0 disables)")
+    integer("loss_stride", 1, "be >= 1")
+    integer("num_workers", 0, "be >= 0")
+    integer("seed", 0, "be >= 0")
+    need(t.device in ("auto", "cpu", "cuda"), "device", "be auto|cpu|cuda", t.device)
+    need(isinstance(t.out_dir, str) and bool(t.out_dir.strip()), "out_dir", "be a non-empty path", t.out_dir)
+    integer("ckpt_every", 0, "be >= 0 (0: only at the end)")
+    integer("log_every", 1, "be >= 1")
+    integer("image_every", 0, "be >= 0 (0 disables)")
+    integer("val_every", 0, "be >= 0 (0: only at the end)")
+    return errors
 
 
 def to_dict(t: TrainConfig) -> dict[str, Any]:

@@ -23,7 +23,8 @@ from torch.utils.data import DataLoader, Dataset
 from ..config import HLEConfig
 from ..losses import HierarchicalLovaszLoss
 from ..model import CheckpointError, HLENet, build_model, load_checkpoint, save_checkpoint
-from .config import TrainConfig
+from ..model.checkpoint import remove_partial_checkpoints
+from .config import TrainConfig, validate_train_config
 from .data import build_train_dataset, build_val_dataset
 from .sampler import EpochSampler
 
@@ -110,6 +111,8 @@ def train_one_epoch(model: torch.nn.Module, criterion: HierarchicalLovaszLoss, l
     for batch in loader:
         torch.manual_seed(step_seed(tcfg.seed, rank, state.step))   # dropout masks: the same after --resume
         images = batch["image"].to(device, non_blocking=True)
+        if tcfg.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         semantic = batch["semantic"].to(device, non_blocking=True)
         instance = batch["instance"].to(device, non_blocking=True)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
@@ -148,15 +151,20 @@ def train_one_epoch(model: torch.nn.Module, criterion: HierarchicalLovaszLoss, l
 def train(cfg: HLEConfig, tcfg: TrainConfig, resume: str | Path | None = None,
           progress: bool = True, callback: Callable[[TrainState, dict[str, float]], None] | None = None) -> Path:
     """Train from scratch (or resume) and return the path of the final checkpoint."""
+    validate_train_config(tcfg)             # every value checked before anything starts (ConfigError lists all)
     device = _resolve_device(tcfg.device)
     _init_distributed(device)
     rank, world = _dist_info()
     out_dir = Path(tcfg.out_dir)
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in remove_partial_checkpoints(out_dir):      # left by a save that was killed half-way
+            log.info("removed %s, the partial checkpoint of an interrupted save", stale)
     seed_everything(tcfg.seed + rank)
 
     model = build_model(cfg).to(device)
+    if tcfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     criterion = HierarchicalLovaszLoss(cfg).to(device)
     optimizer = build_optimizer(model, tcfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: poly_lr(s, tcfg))
@@ -180,7 +188,7 @@ def train(cfg: HLEConfig, tcfg: TrainConfig, resume: str | Path | None = None,
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    dataset: Dataset = build_train_dataset(cfg, tcfg)
+    dataset: Dataset = build_train_dataset(cfg, tcfg, progress=progress and rank == 0)
     sampler = EpochSampler(len(dataset), seed=tcfg.seed, rank=rank, world_size=world)
     writer = _summary_writer(out_dir, tcfg) if rank == 0 else None
     bar = _progress(tcfg.steps, state.step, progress and rank == 0)
@@ -216,6 +224,9 @@ def train(cfg: HLEConfig, tcfg: TrainConfig, resume: str | Path | None = None,
             writer.add_scalar("val/miou", metrics["miou"]["miou"], state.step)
         payload = {"step": state.step, "results": metrics}
         (out_dir / "val_metrics.json").write_text(json.dumps(payload, indent=2, default=str))
+        with open(out_dir / "val_history.jsonl", "a") as f:      # the learning curve, one line per validation
+            f.write(json.dumps({"step": state.step, "pq": metrics["All"]["pq"], "pq_th": metrics["Things"]["pq"],
+                                "pq_st": metrics["Stuff"]["pq"], "miou": metrics["miou"]["miou"]}) + "\n")
         log.info("step %d: validation PQ %.4f (things %.4f, stuff %.4f)", state.step, metrics["All"]["pq"],
                  metrics["Things"]["pq"], metrics["Stuff"]["pq"])
 

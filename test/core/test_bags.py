@@ -272,6 +272,42 @@ def test_bag_eval_cli_errors(synth_bag: Path, small_model: Path, tmp_path: Path,
     assert not (tmp_path / "o").exists()
 
 
+def test_bag_eval_cli_passes_input_size_and_resize_mode(tmp_path: Path, monkeypatch) -> None:
+    import hle_core.bags
+
+    seen = {}
+
+    def fake_evaluate_bag(bag, image_topic, **kw):
+        seen.update(kw)
+        return {"frames_total": 0, "frames_evaluated": 0, "frames_rejected": 0, "rejected_by_reason": {}}
+
+    monkeypatch.setattr(hle_core.bags, "evaluate_bag", fake_evaluate_bag)
+    (tmp_path / "b.mcap").write_bytes(b"")
+    (tmp_path / "m.pt").write_bytes(b"")
+    base = ["bag-eval", "--bag", str(tmp_path / "b.mcap"), "--image-topic", IMG, "--model", str(tmp_path / "m.pt"),
+            "--out", str(tmp_path / "o"), "--input-size", "256x512"]
+    main(base)
+    assert (seen["input_size"], seen["resize"]) == ((256, 512), "letterbox")     # the node's default
+    main(base + ["--resize-mode", "stretch"])
+    assert seen["resize"] == "stretch"
+
+
+def test_evaluate_bag_builds_the_pipeline_with_the_resize_mode(synth_bag: Path, small_model: Path,
+                                                                monkeypatch) -> None:
+    import hle_core.runtime
+
+    seen = {}
+
+    def fake_build_pipeline(model, backend, **kw):
+        seen.update(kw)
+        raise RuntimeError("recorded")
+
+    monkeypatch.setattr(hle_core.runtime, "build_pipeline", fake_build_pipeline)
+    with pytest.raises(RuntimeError, match="recorded"):
+        evaluate_bag(synth_bag, IMG, model=small_model, input_size=(256, 512), resize="stretch", progress=False)
+    assert (seen["input_size"], seen["resize"]) == ((256, 512), "stretch")
+
+
 def test_bag_play_without_rclpy_says_so(synth_bag: Path, monkeypatch, capsys) -> None:
     import importlib.util
 

@@ -11,6 +11,7 @@ from hle_core.tracking import TrackerConfig
 from hle_ros.parameters import (
     PARAMETERS,
     PARAMETERS_BY_NAME,
+    RESIZE_MODES,
     USE_MODEL_VALUE,
     ParameterError,
     default_parameters,
@@ -89,6 +90,8 @@ def test_integers_are_accepted_for_floats(model_file: str) -> None:
     ("fp16", "yes", "fp16: expected true/false, got 'yes'"),
     ("device", "gpu", "device: expected auto | cpu | cuda | cuda:N, got 'gpu'"),
     ("embedding_mode", "tsne", "embedding_mode: expected one of \\['pca', 'first3'\\]"),
+    ("resize_mode", "crop", "resize_mode: expected one of \\['letterbox', 'stretch'\\], got 'crop'"),
+    ("resize_mode", 1, "resize_mode: expected a string, got 1"),
     ("model", 5, "model: expected a string, got 5"),
     ("max_pixels", -1, "max_pixels: expected a value in"),
     ("overlay_alpha", float("nan"), "overlay_alpha: expected a finite number"),
@@ -104,6 +107,17 @@ def test_input_size_rules(model_file: str) -> None:
         validate_parameters({"model": model_file, "input_height": 512})
     with pytest.raises(ParameterError, match="multiples of 32, got 500 x 1024"):
         validate_parameters({"model": model_file, "input_height": 500, "input_width": 1024})
+
+
+def test_resize_mode_rules(model_file: str) -> None:
+    from hle_core.pipeline import RESIZE_MODES as PIPELINE_MODES
+
+    assert RESIZE_MODES == PIPELINE_MODES                       # the table repeats the pipeline's modes
+    assert validate_parameters({"model": model_file})["resize_mode"] == "letterbox"
+    p = validate_parameters({"model": model_file, "input_height": 256, "input_width": 512, "resize_mode": "stretch"})
+    assert (p.input_size, p["resize_mode"]) == ((256, 512), "stretch")
+    with pytest.raises(ParameterError, match="resize_mode: expected one of"):
+        validate_parameters({"model": model_file, "resize_mode": "Letterbox"})
 
 
 def test_all_errors_are_reported_at_once() -> None:
