@@ -6,7 +6,7 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=.venv/bin/python
 OUT=runs/results
-MODEL=${MODEL:-models/hle_synthetic_small.pt}
+MODEL=${MODEL:-models/hle_street.pt}
 mkdir -p "$OUT"
 export PYTHONPATH=. OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 sections=("$@")

@@ -1,7 +1,8 @@
 """``make demo``: the whole product end to end on this machine, in one folder.
 
-1. model     the default checkpoint (``models/hle_synthetic_small.pt``, trained by ``hle train --config
-             config/synthetic_small.yaml``; trained here first when the file is missing), exported to ONNX
+1. model     the default checkpoint (``models/hle_street.pt``, trained by ``hle train --config
+             config/synthetic_street.yaml``; when the file is missing, a quick stand-in is trained here first
+             with ``config/synthetic_small.yaml``), exported to ONNX
 2. bag       a synthetic camera bag with ground truth (``hle synth --video --bag``), scenes from a seed never
              used in training
 3. live      the real node (``python -m hle_ros.panoptic_node``) as its own process on real DDS, fed by the bag
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = ROOT / "models" / "hle_synthetic_small.pt"
+DEFAULT_MODEL = ROOT / "models" / "hle_street.pt"
 DEFAULT_RECIPE = ROOT / "config" / "synthetic_small.yaml"
 NODE_NAME = "hle_panoptic"
 IMAGE_TOPIC = "/camera/image_raw"

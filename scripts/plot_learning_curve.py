@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         ax2.set_ylabel("training loss (eq. 16)")
         lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
         labels = ax.get_legend_handles_labels()[1] + ax2.get_legend_handles_labels()[1]
-        ax.legend(lines, labels, loc="lower right")
+        ax.legend(lines, labels, loc="center right", fontsize=8)
     else:
         ax.legend(loc="lower right")
     ax.set_title(args.title or f"learning curve: {args.run}")

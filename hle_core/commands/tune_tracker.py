@@ -2,7 +2,7 @@
 
     hle synth --video --bag tune.mcap --num 4 --frames 40 --size 128x256 --seed 778
     hle tune-tracker --bag tune.mcap --image-topic /camera/image_raw --gt-topic /camera/panoptic_gt \\
-        --model models/hle_synthetic_small.pt --out runs/tracker.yaml
+        --model models/hle_street.pt --out runs/tracker.yaml
     hle bag-eval --bag test.mcap ... --tracker-config runs/tracker.yaml     # report on another seed
 
 The pipeline runs once per frame with tracking off (frames, sequences and ground truth exactly as ``hle

@@ -76,22 +76,24 @@ UNTRACKED = -1
 class TrackerConfig:
     """Association gates, cost weights and track life cycle of :class:`EmbeddingTracker` (module docstring).
 
-    Every field is a key of the YAML ``tracker:`` section (:func:`load_tracker_config`, ``hle bag-eval
-    --tracker-config``, ``hle tune-tracker``'s output) and a ``tracking.*`` parameter of the ROS node.
+    Defaults: chosen by ``hle tune-tracker`` on a synthetic video of seed 31337 with the shipped model
+    (docs/RESULTS.md, tracking section; reported on another seed). Every field is a key of the YAML ``tracker:``
+    section (:func:`load_tracker_config`, ``hle bag-eval --tracker-config``, ``hle tune-tracker``'s output) and a
+    ``tracking.*`` parameter of the ROS node.
     """
 
     use_embeddings: bool = True         # False: box-overlap-only baseline (cost 1 - IoU, no embedding gate)
-    max_cosine_distance: float = 0.3    # gate: pairs with d_cos(μ_track, e_det) above this never match ([0, 2])
+    max_cosine_distance: float = 0.15   # gate: pairs with d_cos(μ_track, e_det) above this never match ([0, 2])
     iou_gate: float = 0.0               # gate: pairs need box IoU >= this; 0 disables (box-only mode: IoU > 0)
     class_gating: bool = True           # pairs must share the category id
-    embedding_weight: float = 1.0       # cost = w·d_cos + (1 - w)·(1 - IoU) in embedding mode; in [0, 1]
+    embedding_weight: float = 0.5       # cost = w·d_cos + (1 - w)·(1 - IoU) in embedding mode; in [0, 1]
     min_hits: int = 2                   # consecutive matches (birth included) before a track is confirmed
     max_age: int = 30                   # frames a confirmed track may stay unmatched before it is deleted
     momentum: float = 0.8               # μ ← normalise(momentum·μ + (1 - momentum)·e) after each match; [0, 1)
     min_birth_score: float = 0.0        # detections scoring below this continue tracks but never start one
-    max_center_distance: float = 0.0    # gate: box-centre distance to the track's last box, in mean box sizes
+    max_center_distance: float = 1.0    # gate: box-centre distance to the track's last box, in mean box sizes
                                         # (center_distance_matrix), must be <= this; 0 disables
-    center_distance_growth: float = 0.0  # the centre gate widens by this many box sizes per frame a track is lost
+    center_distance_growth: float = 0.5  # the centre gate widens by this many box sizes per frame a track is lost
     cascade: bool = False               # matching cascade: confirmed tracks by frames since their last match,
                                         # then tentative tracks, each stage on the detections left
     max_birth_overlap: float = 1.0      # an unmatched detection whose box is covered by more than this fraction

@@ -196,10 +196,10 @@ def test_release_checkpoint_is_weights_only_half_and_loads_back(tmp_path):
 
 
 def test_committed_demo_model_loads():
-    """models/hle_synthetic_small.pt (make demo's model) is a valid release checkpoint of the street classes."""
+    """models/hle_street.pt (make demo's model) is a valid release checkpoint of the street classes."""
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "models" / "hle_synthetic_small.pt"
+    path = Path(__file__).resolve().parents[2] / "models" / "hle_street.pt"
     payload = load_checkpoint(path)
     assert payload["optimizer"] is None and payload["extra"]["weights_dtype"] == "float16"
     model = load_model(path)

@@ -29,6 +29,16 @@ D = 8
 
 # ---------------------------------------------------------------------------------------------------
 # synthetic scenes
+#: The association before the spatial gate became the default (pure embedding cost, no centre gate): the tests
+#: of the life cycle and of each gate on its own construct it explicitly, so they do not depend on tuned defaults.
+UNGATED = {"max_cosine_distance": 0.3, "embedding_weight": 1.0, "max_center_distance": 0.0,
+           "center_distance_growth": 0.0}
+
+
+def ungated(**overrides) -> TrackerConfig:
+    return TrackerConfig(**{**UNGATED, **overrides})
+
+
 def _directions(n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` unit vectors in R^D that are pairwise far apart (d_cos > 0.6)."""
     while True:
@@ -208,7 +218,7 @@ def test_cascade_assign_with_one_priority_is_assign(seed):
 # tracker behaviour
 def test_crossing_objects_keep_ids_with_embeddings_and_swap_with_box_only():
     frames, owners = _crossing_sequence(np.random.default_rng(2))
-    emb = _ids_per_object(EmbeddingTracker(TrackerConfig(min_hits=1)), frames, owners)
+    emb = _ids_per_object(EmbeddingTracker(ungated(min_hits=1)), frames, owners)
     assert len(set(emb[0])) == 1 and len(set(emb[1])) == 1 and emb[0][0] != emb[1][0]
 
     box = _ids_per_object(EmbeddingTracker(TrackerConfig(use_embeddings=False, min_hits=1)), frames, owners)
@@ -220,7 +230,7 @@ def test_crossing_objects_keep_ids_with_embeddings_and_swap_with_box_only():
 
 def test_crossing_with_mixed_cost_still_follows_embeddings():
     frames, owners = _crossing_sequence(np.random.default_rng(3))
-    cfg = TrackerConfig(min_hits=1, embedding_weight=0.5, iou_gate=0.1)
+    cfg = ungated(min_hits=1, embedding_weight=0.5, iou_gate=0.1)
     ids = _ids_per_object(EmbeddingTracker(cfg), frames, owners)
     assert len(set(ids[0])) == 1 and len(set(ids[1])) == 1
 
@@ -229,7 +239,7 @@ def test_crossing_with_mixed_cost_still_follows_embeddings():
 def test_reentry_within_max_age_keeps_id_beyond_gets_new(gap, same_id):
     rng = np.random.default_rng(4)
     a, other = _directions(2, rng)
-    cfg = TrackerConfig(min_hits=2, max_age=3)
+    cfg = ungated(min_hits=2, max_age=3)
     tracker = EmbeddingTracker(cfg)
     ids = []
     for t in range(4):                                                    # present, then occluded for `gap` frames
@@ -247,7 +257,7 @@ def test_reentry_within_max_age_keeps_id_beyond_gets_new(gap, same_id):
 def test_birth_hysteresis_one_frame_false_positive_never_gets_an_id():
     rng = np.random.default_rng(5)
     a, fp, c = _directions(3, rng)
-    tracker = EmbeddingTracker(TrackerConfig(min_hits=3))
+    tracker = EmbeddingTracker(ungated(min_hits=3))
     out = []
     for t in range(8):
         objs = [(PERSON, [5, 5, 25, 45], _noisy(a, rng))]
@@ -267,16 +277,16 @@ def test_class_gating():
     (a,) = _directions(1, rng)
     box = [10, 10, 30, 50]
     seq = [_frame([(PERSON, box, a)]), _frame([(33, box, a)])]             # same look, class changes
-    gated = EmbeddingTracker(TrackerConfig(min_hits=1))
+    gated = EmbeddingTracker(ungated(min_hits=1))
     assert [int(gated.update(f)[0]) for f in seq] == [1, 2]
-    free = EmbeddingTracker(TrackerConfig(min_hits=1, class_gating=False))
+    free = EmbeddingTracker(ungated(min_hits=1, class_gating=False))
     assert [int(free.update(f)[0]) for f in seq] == [1, 1]
 
 
 def test_cosine_gate_blocks_distant_embeddings():
     rng = np.random.default_rng(7)
     a, b = _directions(2, rng)
-    tracker = EmbeddingTracker(TrackerConfig(min_hits=1, max_cosine_distance=0.3))
+    tracker = EmbeddingTracker(ungated(min_hits=1, max_cosine_distance=0.3))
     box = [10, 10, 30, 50]
     assert tracker.update(_frame([(PERSON, box, a)]))[0] == 1
     assert tracker.update(_frame([(PERSON, box, b)]))[0] == 2              # same box, other identity
@@ -289,7 +299,7 @@ def test_embedding_weight_trades_embedding_against_box_cost():
     far = np.cos(0.6) * u + np.sin(0.6) * v                               # d_cos = 1 - cos 0.6 ≈ 0.175
     second = _frame([(CAR, [0, 0, 20, 20], far), (CAR, [10, 0, 30, 20], near)])  # IoUs with track: 1, 1/3
     for w, winner in ((1.0, 1), (0.0, 0), (0.9, 1), (0.5, 0)):
-        tracker = EmbeddingTracker(TrackerConfig(min_hits=1, embedding_weight=w))
+        tracker = EmbeddingTracker(ungated(min_hits=1, embedding_weight=w))
         tracker.update(_frame([(CAR, [0, 0, 20, 20], u)]))
         ids = tracker.update(second)
         assert ids[winner] == 1 and ids[1 - winner] == 2, (w, ids)
@@ -299,7 +309,7 @@ def test_ema_mean_follows_slow_appearance_drift():
     # the embedding rotates 0.1 rad per frame, 2 rad in all: far beyond the gate from the first frame
     # (d_cos = 1 - cos 2 = 1.42), but each frame is close to the running mean
     u, v = np.eye(D)[0], np.eye(D)[1]
-    tracker = EmbeddingTracker(TrackerConfig(min_hits=1, momentum=0.5, max_cosine_distance=0.3))
+    tracker = EmbeddingTracker(ungated(min_hits=1, momentum=0.5, max_cosine_distance=0.3))
     ids = [int(tracker.update(_frame([(CAR, [0, 0, 10, 10], np.cos(0.1 * t) * u + np.sin(0.1 * t) * v)]))[0])
            for t in range(21)]
     assert ids == [1] * 21
@@ -324,11 +334,11 @@ def _lookalikes_far_apart(occluded_at: int = 4, n_frames: int = 8, step: float =
 
 def test_identical_lookalikes_swap_without_spatial_gate_and_keep_ids_with_it():
     frames, owners = _lookalikes_far_apart()
-    pure = _ids_per_object(EmbeddingTracker(TrackerConfig(min_hits=1)), frames, owners)
+    pure = _ids_per_object(EmbeddingTracker(ungated(min_hits=1)), frames, owners)
     # the pure-embedding cost cannot tell the two apart: B inherits A's id while A is hidden, A then takes B's
     assert pure[0][:4] == [1] * 4 and pure[1][:4] == [2] * 4
     assert pure[1][4:] == [1] * 4 and pure[0][4:] == [2] * 3
-    gated = _ids_per_object(EmbeddingTracker(TrackerConfig(min_hits=1, max_center_distance=1.0)), frames, owners)
+    gated = _ids_per_object(EmbeddingTracker(ungated(min_hits=1, max_center_distance=1.0)), frames, owners)
     assert gated == {0: [1] * 7, 1: [2] * 8}                              # A re-identified after the gap
 
 
@@ -339,7 +349,7 @@ def test_center_gate_grows_for_lost_tracks():
     seq = [_frame([(CAR, boxes[t], u)]) if t not in (2, 3) else _frame([]) for t in range(6)]
 
     def ids(**kw):
-        tracker = EmbeddingTracker(TrackerConfig(min_hits=1, **kw))
+        tracker = EmbeddingTracker(ungated(min_hits=1, **kw))
         return [tracker.update(f).tolist() for f in seq]
 
     assert ids(max_center_distance=1.0) == [[1], [1], [], [], [2], [2]]      # 1.5 > 1: a new id
@@ -356,7 +366,7 @@ def test_cascade_keeps_the_confirmed_track_against_a_fresh_fragment():
            _frame([(CAR, box, w)]), _frame([(CAR, box, w)])]             # the car now looks like the fragment
 
     def ids(**kw):
-        tracker = EmbeddingTracker(TrackerConfig(min_hits=2, **kw))
+        tracker = EmbeddingTracker(ungated(min_hits=2, **kw))
         return [tracker.update(f).tolist() for f in seq]
 
     assert ids() == [[-1], [1], [1, -1], [2], [2]]                         # the fragment's track took over: new id
@@ -369,7 +379,7 @@ def test_max_birth_overlap_suppresses_fragments_not_neighbours():
     car, inner, beside = [10, 10, 50, 40], [30, 15, 48, 38], [60, 10, 100, 40]
 
     def ids(objs_late, **kw):
-        tracker = EmbeddingTracker(TrackerConfig(min_hits=1, **kw))
+        tracker = EmbeddingTracker(ungated(min_hits=1, **kw))
         tracker.update(_frame([(CAR, car, u)]))
         return [tracker.update(_frame(objs_late)).tolist() for _ in range(3)]
 
@@ -403,7 +413,7 @@ def test_stuff_is_never_tracked_and_empty_frames():
     (a,) = _directions(1, rng)
     det = Detections(np.array([7, PERSON]), np.array([[0, 0, 100, 20], [10, 10, 30, 50]], float),
                      np.stack([a, a]), np.array([1.0, 1.0]), np.array([False, True]))
-    tracker = EmbeddingTracker(TrackerConfig(min_hits=1))
+    tracker = EmbeddingTracker(ungated(min_hits=1))
     assert tracker.update(det).tolist() == [-1, 1]
     assert tracker.update(det).tolist() == [-1, 1]
     assert len(tracker.tracks) == 1
@@ -419,7 +429,7 @@ def test_stuff_is_never_tracked_and_empty_frames():
 def test_min_birth_score():
     rng = np.random.default_rng(9)
     (a,) = _directions(1, rng)
-    tracker = EmbeddingTracker(TrackerConfig(min_hits=1, min_birth_score=0.5))
+    tracker = EmbeddingTracker(ungated(min_hits=1, min_birth_score=0.5))
     assert tracker.update(_frame([(PERSON, [0, 0, 9, 9], a)], score=0.3))[0] == UNTRACKED
     assert tracker.update(_frame([(PERSON, [0, 0, 9, 9], a)], score=0.8))[0] == 1
     assert tracker.update(_frame([(PERSON, [0, 0, 9, 9], a)], score=0.3))[0] == 1  # low score continues
@@ -443,11 +453,11 @@ def _random_sequence(seed: int, n_frames: int = 15):
 
 def test_deterministic_and_reset():
     frames = _random_sequence(10)
-    tracker = EmbeddingTracker(TrackerConfig(min_hits=2, max_age=2))
+    tracker = EmbeddingTracker(ungated(min_hits=2, max_age=2))
     first = [tracker.update(f).tolist() for f in frames]
     tracker.reset()
     again = [tracker.update(f).tolist() for f in frames]
-    other = [EmbeddingTracker(TrackerConfig(min_hits=2, max_age=2)).update(frames[0]).tolist()]
+    other = [EmbeddingTracker(ungated(min_hits=2, max_age=2)).update(frames[0]).tolist()]
     assert first == again and other[0] == first[0]
     confirmed = [i for f in first for i in f if i != UNTRACKED]
     # ids appear in increasing order of first use, starting at 1, without gaps
@@ -496,7 +506,7 @@ def test_bad_input_raises():
     ({"max_center_distance": -1.0}, "max_center_distance must be a finite number >= 0"),
     ({"max_center_distance": float("inf")}, "max_center_distance must be a finite number >= 0"),
     ({"max_center_distance": 1.0, "center_distance_growth": -0.5}, "center_distance_growth must be a finite"),
-    ({"center_distance_growth": 0.5}, "needs the centre gate"),
+    ({"center_distance_growth": 0.5, "max_center_distance": 0.0}, "needs the centre gate"),
     ({"max_birth_overlap": 0.0}, r"max_birth_overlap must lie in \(0, 1\]"),
     ({"max_birth_overlap": 1.5}, r"max_birth_overlap must lie in \(0, 1\]"),
     ({"cascade": "yes"}, "cascade must be true or false"),

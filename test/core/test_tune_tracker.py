@@ -26,7 +26,7 @@ from hle_core.tracking.tune import (
 )
 
 CAR, ROAD = 26, 7
-MODEL = Path(__file__).resolve().parents[2] / "models" / "hle_synthetic_small.pt"
+MODEL = Path(__file__).resolve().parents[2] / "models" / "hle_street.pt"
 IMG, GT = "/camera/image_raw", "/camera/panoptic_gt"
 
 
@@ -57,7 +57,8 @@ def _lookalike_cache(n_frames: int = 8, hidden: int = 4) -> FrameCache:
 
 def test_pure_embeddings_swap_lookalikes_the_spatial_gate_does_not():
     cache = _lookalike_cache()
-    pure = TrackerConfig()
+    pure = TrackerConfig(max_cosine_distance=0.3, embedding_weight=1.0, max_center_distance=0.0,
+                         center_distance_growth=0.0)
     gated = TrackerConfig(max_center_distance=1.5, center_distance_growth=1.5)   # 7 px = 1.17 boxes per frame
     ids_pure = replay_tracker(cache.frames, pure)
     # frame 4: B (alone) inherits A's id 1; frame 5: A comes back and takes B's id 2
@@ -108,7 +109,7 @@ def test_tune_tracker_memoises_identical_assignments_and_checks_inputs():
 def test_sequences_reset_the_tracker():
     cache = _lookalike_cache(n_frames=4)
     second = [CachedFrame(1, f.panoptic, f.detections, f.category_ids, f.gt) for f in cache.frames]
-    ids = replay_tracker(cache.frames + second, TrackerConfig(min_hits=1))
+    ids = replay_tracker(cache.frames + second, TrackerConfig(min_hits=1, max_center_distance=0.0, center_distance_growth=0.0))
     assert [i.tolist() for i in ids] == [[1, 2]] * 8                          # ids restart at 1 per sequence
 
 
@@ -163,7 +164,7 @@ def test_tune_tracker_numbers_equal_bag_eval(tiny_bag: Path, tmp_path: Path, mon
     assert len(calls) == 10                                                   # the network ran once per frame
     table = json.loads(out.with_suffix(".candidates.json").read_text())
     rows = {r["name"]: r for r in table["candidates"]}
-    assert list(rows) == ["box", "base", "grid-2"] and rows["grid-2"]["changes"] == {"max_center_distance": 1.0}
+    assert list(rows) == ["box", "base", "grid-2"] and rows["grid-2"]["changes"] == {"embedding_weight": 1.0}
     assert table["frames_scored"] == 10 and table["best"]["name"] in rows
     assert "| rank |" in out.with_suffix(".candidates.md").read_text()
     best = load_tracker_config(out)
