@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every measurement quoted in docs/RESULTS.md, in sequence (they must not share the CPU with each other).
-# Usage: bench/run_all.sh [SECTION...]   sections: loss decode backends node pq soak tracking   (default: all)
+# Usage: bench/run_all.sh [SECTION...]   sections: loss decode backends node pq soak tracking train   (default: all)
 # Outputs: runs/results/<section>.{txt,json}. Run on a quiet machine; `uptime` is logged before each section.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -10,7 +10,7 @@ MODEL=${MODEL:-models/hle_street.pt}
 mkdir -p "$OUT"
 export PYTHONPATH=. OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 sections=("$@")
-[ ${#sections[@]} -eq 0 ] && sections=(loss decode backends node pq soak tracking)
+[ ${#sections[@]} -eq 0 ] && sections=(loss decode backends node pq soak tracking train)
 
 run() {   # run NAME CMD...: log the command, the load and the output
   local name=$1; shift
@@ -20,6 +20,8 @@ run() {   # run NAME CMD...: log the command, the load and the output
 
 for s in "${sections[@]}"; do
   case $s in
+    train) run train_throughput $PY bench/bench_train_step.py --config config/synthetic_street.yaml --steps 5 \
+             --warmup 1 --rounds 2 --scenes 16 --json "$OUT/train_throughput.json" ;;
     loss) run loss $PY bench/bench_loss.py --instances 1 10 50 --height 256 --width 512 --threads 2 ;;
     decode) run decode $PY bench/bench_decode.py --sizes 512x1024,1024x2048 --repeats 3 --threads 2 \
               --json "$OUT/decode.json" ;;
