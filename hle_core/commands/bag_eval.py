@@ -28,9 +28,22 @@ from pathlib import Path
 __all__ = ["add_parser", "run"]
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
+    """How the pipeline is built from ``--model`` (backend, device, input size, resize mode), as the node builds
+    it; shared by every command that runs the pipeline over a bag (``bag-eval``, ``tune-tracker``)."""
     from .synth import parse_size
 
+    p.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime", "torch"), default="auto",
+                   help="inference backend, picked as the node does (default auto)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--input-size", type=parse_size, default=None, metavar="HxW",
+                   help="network input size, multiples of 32 (default: each image's own size, padded)")
+    p.add_argument("--resize-mode", choices=("letterbox", "stretch"), default="letterbox",
+                   help="fit images to --input-size keeping the aspect ratio (letterbox: scale, pad bottom/right) "
+                        "or not (stretch), as the node's resize_mode (default letterbox)")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("bag-eval", help="evaluate a model on a rosbag2 bag (PQ, STQ, VPQ, latency)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bag", type=Path, required=True, help="rosbag2 directory, or a .mcap / .db3 file")
@@ -44,14 +57,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "running a model, e.g. `ros2 bag record /hle_panoptic/panoptic` of a live run")
     p.add_argument("--pred-topic", default="/hle_panoptic/panoptic", help="topic of --pred-bag (default "
                    "/hle_panoptic/panoptic)")
-    p.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime", "torch"), default="auto",
-                   help="inference backend, picked as the node does (default auto)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    p.add_argument("--input-size", type=parse_size, default=None, metavar="HxW",
-                   help="network input size, multiples of 32 (default: each image's own size, padded)")
-    p.add_argument("--resize-mode", choices=("letterbox", "stretch"), default="letterbox",
-                   help="fit images to --input-size keeping the aspect ratio (letterbox: scale, pad bottom/right) "
-                        "or not (stretch), as the node's resize_mode (default letterbox)")
+    add_pipeline_arguments(p)
     p.add_argument("--out", type=Path, required=True, help="output folder for metrics.json, report.md and plots")
     p.add_argument("--output-bag", nargs="?", const="", default=None, metavar="PATH",
                    help="also write the node's PanopticSegmentation messages to a bag (default path: "

@@ -31,7 +31,7 @@ __all__ = ["add_parser", "run", "command_line"]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from .synth import parse_size
+    from .bag_eval import add_pipeline_arguments
 
     p = subparsers.add_parser("tune-tracker", help="pick tracker gates / weights on a video bag (fewest ID switches)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,13 +39,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--image-topic", required=True, help="sensor_msgs/Image (or CompressedImage) topic to segment")
     p.add_argument("--gt-topic", required=True, help="32SC1 ground-truth topic (Cityscapes ids), matched by stamp")
     p.add_argument("--model", type=Path, required=True, help="checkpoint (.pt), ONNX export (.onnx) or .engine")
-    p.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime", "torch"), default="auto",
-                   help="inference backend, picked as the node does (default auto)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    p.add_argument("--input-size", type=parse_size, default=None, metavar="HxW",
-                   help="network input size, multiples of 32 (default: each image's own size, padded)")
-    p.add_argument("--resize-mode", choices=("letterbox", "stretch"), default="letterbox",
-                   help="fit images to --input-size as hle bag-eval --resize-mode (default letterbox)")
+    add_pipeline_arguments(p)
     p.add_argument("--sequence-gap", type=float, default=2.0, metavar="S",
                    help="a header-stamp gap above S seconds starts a new sequence (tracker reset; default 2)")
     p.add_argument("--base", type=Path, default=None, metavar="YAML",
