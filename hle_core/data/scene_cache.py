@@ -1,7 +1,7 @@
 """Pre-rendered synthetic scenes on disk, so training spends its steps learning instead of rendering.
 
-Rendering one 256x512 scene costs ~58 ms on one core of the 2-core development machine, about a fifth of a
-training step at batch 8 (docs/RESULTS.md, "Training throughput"). A cache holds the ``num`` scenes of one
+Rendering the scenes of a training step costs a tenth of the step on the 2-core development machine (data
+263 ms -> 47 ms per step of the shipped recipe with the cache: docs/RESULTS.md, "Training throughput"). A cache holds the ``num`` scenes of one
 ``(seed, size, generator options, class table, generator source)`` as two ``.npy`` arrays that are read
 through memory maps: ``images.npy`` (N, H, W, 3) uint8 RGB and ``panoptic.npy`` (N, H, W) int32.
 
