@@ -247,6 +247,11 @@ def train(cfg: HLEConfig, tcfg: TrainConfig, resume: str | Path | None = None,
             sampler.set_position(state.epoch, state.batch_in_epoch * tcfg.batch_size)
             loader = DataLoader(dataset, batch_size=tcfg.batch_size, sampler=sampler, num_workers=tcfg.num_workers,
                                 drop_last=True, persistent_workers=False, pin_memory=device.type == "cuda")
+            if len(loader) == 0 and state.batch_in_epoch > 0:
+                # resumed from a checkpoint written on an epoch's last batch: the next epoch starts afresh
+                state.epoch += 1
+                state.batch_in_epoch = 0
+                continue
             if len(loader) == 0:
                 raise ValueError(f"dataset of {len(dataset)} images is smaller than one batch ({tcfg.batch_size})")
             done = train_one_epoch(ddp_model, criterion, loader, optimizer, scheduler, scaler, state, tcfg,

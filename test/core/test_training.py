@@ -109,6 +109,21 @@ def test_resume_continues_exactly(tmp_path):
         {k: extra_b[k] for k in ("step", "epoch", "batch_in_epoch")} == {"step": 4, "epoch": 1, "batch_in_epoch": 1}
 
 
+def test_resume_from_a_run_that_ended_on_an_epoch_boundary_extends_it(tmp_path):
+    """A finished run whose last step closed an epoch (6 images, batches of 2, 3 steps) continues with more steps.
+
+    The checkpoint says epoch 0, batch 3 of 3: the resumed run must start epoch 1, not stop with an error about an
+    empty loader (what `--resume last.pt --set train.steps=N` met on the default model's run).
+    """
+    cfg, tcfg = tiny(tmp_path / "run", steps=3, data={"num_val": 0})
+    first = load_raw(train(cfg, tcfg, progress=False))
+    assert json.loads(first["extra"])["batch_in_epoch"] == 3
+    cfg, tcfg = tiny(tmp_path / "run", steps=5, data={"num_val": 0})
+    longer = load_raw(train(cfg, tcfg, resume=tmp_path / "run" / "last.pt", progress=False))
+    assert {k: json.loads(longer["extra"])[k] for k in ("step", "epoch", "batch_in_epoch")} == \
+        {"step": 5, "epoch": 1, "batch_in_epoch": 2}
+
+
 def test_resume_refuses_a_checkpoint_of_another_network_or_without_optimizer(tmp_path):
     cfg, tcfg = tiny(tmp_path / "run", data={"num_val": 0})
     other = cfg.override({"model": {"embedding_dim": 6}})
