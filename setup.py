@@ -39,6 +39,8 @@ setup(
         "ros": ["ros-rclpy", "ros-sensor-msgs", "ros-std-msgs", "ros-diagnostic-msgs", "ros-lifecycle-msgs",
                 "rosbags"],
         "train": ["tensorboard", "optuna", "matplotlib"],
+        # `hle bag-eval --bags --ray` (local runtime or cluster); the process pool needs nothing extra
+        "fleet": ["ray"],
         "test": ["pytest"],
     },
     entry_points={

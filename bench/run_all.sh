@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every measurement quoted in docs/RESULTS.md, in sequence (they must not share the CPU with each other).
-# Usage: bench/run_all.sh [SECTION...]   sections: loss decode backends node pq soak tracking train   (default: all)
+# Usage: bench/run_all.sh [SECTION...]   sections: loss decode backends node pq soak tracking fleet train (default: all)
 # Outputs: runs/results/<section>.{txt,json}. Run on a quiet machine; `uptime` is logged before each section.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -10,7 +10,7 @@ MODEL=${MODEL:-models/hle_street.pt}
 mkdir -p "$OUT"
 export PYTHONPATH=. OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 sections=("$@")
-[ ${#sections[@]} -eq 0 ] && sections=(loss decode backends node pq soak tracking train)
+[ ${#sections[@]} -eq 0 ] && sections=(loss decode backends node pq soak tracking fleet train)
 
 run() {   # run NAME CMD...: log the command, the load and the output
   local name=$1; shift
@@ -41,6 +41,8 @@ for s in "${sections[@]}"; do
       run tracking_box $PY -m hle_core.cli bag-eval --bag "$OUT/tracking_bag.mcap" \
         --image-topic /camera/image_raw --gt-topic /camera/panoptic_gt --model "$MODEL" --backend torch \
         --device cpu --box-tracker --out "$OUT/tracking_box" --no-progress ;;
+    fleet) run fleet env OMP_NUM_THREADS=1 $PY bench/bench_fleet.py --bags 8 --frames 8 --size 128x256 \
+             --model "$MODEL" --json "$OUT/fleet.json" ;;
     *) echo "unknown section $s" >&2; exit 2 ;;
   esac
 done

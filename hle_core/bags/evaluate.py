@@ -46,7 +46,8 @@ from .metrics import EmbeddingStability, latency_percentiles
 from .reader import BagError, BagReader
 from .types import COMPRESSED_TYPE, IMAGE_TYPE, PANOPTIC_TYPE, stamp_ns
 
-__all__ = ["evaluate_bag", "VideoScorer", "DEFAULT_MAX_PIXELS", "OUTPUT_TOPIC", "VIDEO_DIVISOR", "default_output_bag"]
+__all__ = ["evaluate_bag", "VideoScorer", "DEFAULT_MAX_PIXELS", "OUTPUT_TOPIC", "VIDEO_DIVISOR", "default_output_bag",
+           "video_metrics_from_sums"]
 
 #: Larger images are rejected (``too_large``); the node's ``max_pixels`` default (config/panoptic.yaml).
 DEFAULT_MAX_PIXELS = 4096 * 4096
@@ -204,6 +205,31 @@ class VideoScorer:
 
         return int(sum(count_id_switches(g, p, label_divisor=VIDEO_DIVISOR) for g, p in self.maps.values()))
 
+    def sums(self) -> dict[str, Any]:
+        """The summable statistics of STQ / VPQ / ID switches (strict JSON): ``{"stq": {"aq_sum", "tubes",
+        "confusion"}, "vpq": {window size: {"tp", "fp", "fn", "iou", "num_windows"}}, "id_switches"}``.
+
+        ``aq_sum`` = Σ over sequences of AQ·#tubes (the numerator of the overall AQ), ``confusion`` the
+        ``(K+1, K+1)`` semantic confusion of STQ's SQ summed over sequences; VPQ's per-window-size category sums.
+        Statistics of disjoint sets of sequences (e.g. different bags) add up; :func:`video_metrics_from_sums`
+        turns a sum back into STQ / VPQ. Used by ``hle bag-eval --bags`` (:mod:`hle_core.bags.fleet`).
+        """
+        k = len(self.stq._cats.ids)
+        confusion = np.zeros((k + 1, k + 1), np.int64)
+        aq_sum, tubes = 0.0, 0
+        if self.stq._seq:                       # per-sequence state of the accumulator (AQ numerator: AQ·#tubes)
+            for key, seq in self.stq.result()["per_sequence"].items():
+                aq_sum += seq["AQ"] * seq["num_tubes"]
+                tubes += seq["num_tubes"]
+                confusion += self.stq._seq[key]["confusion"]
+        out: dict[str, Any] = {"stq": {"aq_sum": aq_sum, "tubes": tubes, "confusion": confusion.tolist()},
+                               "id_switches": self.id_switches()}
+        if self.vpq is not None:
+            out["vpq"] = {str(n): {"tp": s.tp.tolist(), "fp": s.fp.tolist(), "fn": s.fn.tolist(),
+                                   "iou": s.iou.tolist(), "num_windows": int(self.vpq._windows[n])}
+                          for n, s in self.vpq._stats.items()}
+        return out
+
     def result(self) -> dict[str, Any]:
         """``{"stq": {...}, "vpq": {...}, "id_switches": n}`` as in bag-eval's metrics (no ``vpq`` without VPQ);
         raises ValueError before any :meth:`add`."""
@@ -219,6 +245,33 @@ class VideoScorer:
                                          for n, w in v["per_window"].items()}}
         out["id_switches"] = self.id_switches()
         return out
+
+
+def video_metrics_from_sums(sums: dict[str, Any], category_ids: Any, is_thing: Any) -> dict[str, Any]:
+    """STQ / AQ / SQ and VPQ / VPQ_things / VPQ_stuff from :meth:`VideoScorer.sums` (or a sum of several):
+    the same formulas as :class:`~hle_core.evaluation.video.STQAccumulator` and ``VPQAccumulator`` over all the
+    sequences at once (``category_ids`` / ``is_thing``: the model's categories, as in ``sums["categories"]``)."""
+    from ..evaluation.video import VPQAccumulator, _class_iou
+
+    k = len(category_ids)
+    stq = sums["stq"]
+    iou = _class_iou(np.asarray(stq["confusion"], np.int64), k)
+    aq = stq["aq_sum"] / stq["tubes"] if stq["tubes"] else 0.0
+    sq = float(np.nanmean(iou)) if np.any(~np.isnan(iou)) else float("nan")
+    out: dict[str, Any] = {"stq": {"STQ": float(np.sqrt(aq * sq)), "AQ": aq, "SQ_sem": sq, "tubes": stq["tubes"]},
+                           "id_switches": int(sums["id_switches"])}
+    if "vpq" in sums:
+        acc = VPQAccumulator(list(category_ids), list(is_thing), window_sizes=[int(n) for n in sums["vpq"]],
+                             label_divisor=VIDEO_DIVISOR)
+        for n, w in sums["vpq"].items():                 # the accumulator's state, summed: its result() as is
+            for f in ("tp", "fp", "fn"):
+                setattr(acc._stats[int(n)], f, np.asarray(w[f], np.int64))
+            acc._stats[int(n)].iou = np.asarray(w["iou"], np.float64)
+            acc._windows[int(n)] = int(w["num_windows"])
+        v = acc.result()
+        out["vpq"] = {"VPQ": v["VPQ"], "VPQ_things": v["VPQ_things"], "VPQ_stuff": v["VPQ_stuff"],
+                      "windows": {n: w["num_windows"] for n, w in v["per_window"].items()}}
+    return out
 
 
 class _Scorer:
@@ -267,6 +320,15 @@ class _Scorer:
         self.video.add(gt, result.panoptic, result.ids, result.track_ids, result.category_ids, sequence)
         self.stability.update(gt, result.panoptic, result.ids, result.embeddings, sequence)
 
+    def sums(self) -> dict[str, Any]:
+        """Summable statistics of the scored frames (strict JSON): the categories, PQ's per-category sums
+        (``PQStats`` fields), :meth:`VideoScorer.sums` and ``frames_scored``."""
+        c = self.cats
+        return {"categories": {"ids": list(c.ids), "isthing": list(c.isthing), "names": list(c.names)},
+                "pq": {name: (v.tolist() if isinstance(v, np.ndarray) else int(v))
+                       for name, v in ((f, getattr(self.pq, f)) for f in self.pq._FIELDS)},
+                **self.video.sums(), "frames_scored": self.frames}
+
     def result(self) -> dict[str, Any]:
         if not self.frames:
             return {"not_scored": "no frame had valid ground truth: PQ, STQ, VPQ, ID switches and stability "
@@ -287,8 +349,8 @@ def evaluate_bag(bag: str | Path, image_topic: str, *, gt_topic: str | None = No
                  output_bag: str | Path | None = None, overwrite: bool = False,
                  sequence_gap_s: float = 2.0, max_pixels: int | None = DEFAULT_MAX_PIXELS, warmup: int = 1,
                  num_overlays: int = 6, plots: bool = True, progress: bool = True,
-                 logger: Any = None, on_frame: Callable[[int, Any, np.ndarray | None], None] | None = None
-                 ) -> dict[str, Any]:
+                 logger: Any = None, on_frame: Callable[[int, Any, np.ndarray | None], None] | None = None,
+                 sums: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the pipeline over the images of ``image_topic`` and score it against ``gt_topic``.
 
     Args:
@@ -316,6 +378,10 @@ def evaluate_bag(bag: str | Path, image_topic: str, *, gt_topic: str | None = No
         on_frame: called after each evaluated frame (in processing order) with ``(sequence, result, gt)``: the
             sequence index, the pipeline's ``FrameResult`` and the ``(H, W)`` int64 ground truth when the frame
             was scored, else None. ``hle tune-tracker`` caches the frames through it.
+        sums: a dict to fill with the bag's summable statistics (``_Scorer.sums``: PQ TP / FP / FN / IoU sums,
+            STQ's association and segmentation terms, VPQ's window sums, ID switches) plus ``latency``: the
+            per-frame ``timings_ms`` after the warm-up frames. ``hle bag-eval --bags`` adds these over bags
+            (:mod:`hle_core.bags.fleet`); None: not collected. The returned metrics are the same either way.
     Returns:
         The metrics dict (also written as ``metrics.json``), see the module docstring for the counts.
     Raises:
@@ -433,6 +499,8 @@ def evaluate_bag(bag: str | Path, image_topic: str, *, gt_topic: str | None = No
     lat = timings[warmup:] if len(timings) > warmup else timings
     metrics["latency_ms"] = latency_percentiles(lat)
     metrics["latency_warmup_frames_excluded"] = len(timings) - len(lat)
+    if sums is not None:
+        sums.update(scorer.sums(), latency=[{k: float(v) for k, v in t.items()} for t in lat])
     metrics["per_frame"] = per_frame
     metrics["elapsed_s"] = time.time() - started
     if out_writer is not None:

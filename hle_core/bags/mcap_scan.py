@@ -8,6 +8,7 @@ incomplete or malformed record and says where (``error``). Indexes and the summa
 """
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,7 @@ class McapScan:
             yield from self._records(fh)
 
     def _records(self, fh: BinaryIO) -> Iterator[tuple[McapChannel, int, bytes]]:
+        size = os.fstat(fh.fileno()).st_size
         while True:
             offset = fh.tell()
             head = fh.read(9)
@@ -103,7 +105,7 @@ class McapScan:
                 self.error = f"truncated record header at byte {offset}"
                 return
             op, length = head[0], struct.unpack("<Q", head[1:])[0]
-            body = fh.read(length)
+            body = fh.read(min(length, max(size - fh.tell(), 0)))      # a garbage length must not allocate it
             if op == _FOOTER or op == _DATA_END:
                 self.complete = op == _FOOTER
                 if op == _FOOTER:

@@ -19,6 +19,18 @@ without a ground-truth message of the same header stamp are evaluated (latency, 
 
 Exit status: 0 when at least one frame was evaluated (a damaged bag is reported, not fatal), 1 when none was,
 2 for bad input (no such bag or model, a topic missing from the bag).
+
+Fleet evaluation (:mod:`hle_core.bags.fleet`): ``--bags PATH...`` (files, bag directories, folders of bags,
+globs) evaluates every bag with the same model and settings: ``OUT/bags/<bag>-<hash>/`` holds each bag's
+metrics.json / report.md as above, ``OUT/fleet_report.md`` / ``fleet.json`` / ``fleet_pq.png`` the fleet's
+PQ / STQ / VPQ / ID switches / latency computed from the statistics summed over all frames, a table of bags and
+a plot of per-bag PQ. A process pool sized to the cores by default (``--workers``), ``--serial``, or Ray
+(``--ray``: a local runtime; ``--ray-address ADDR``: a cluster; ``pip install .[fleet]``). Rerunning the same
+command skips bags whose result matches the bag's, the model's and the settings' hashes (``--recompute``:
+evaluate all). A bag that cannot be read is a row of the report, not the end of the run::
+
+    hle bag-eval --bags recordings/ 'more/*.mcap' --image-topic /camera/image_raw \
+        --gt-topic /camera/panoptic_gt --model model.pt --out eval_fleet
 """
 from __future__ import annotations
 
@@ -46,7 +58,11 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("bag-eval", help="evaluate a model on a rosbag2 bag (PQ, STQ, VPQ, latency)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bag", type=Path, required=True, help="rosbag2 directory, or a .mcap / .db3 file")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--bag", type=Path, help="rosbag2 directory, or a .mcap / .db3 file")
+    which.add_argument("--bags", nargs="+", metavar="PATH",
+                       help="fleet evaluation: bag files, bag directories, folders of bags or globs (quote them); "
+                            "one report over all bags plus each bag's own")
     p.add_argument("--image-topic", required=True, help="sensor_msgs/Image (or CompressedImage) topic to segment")
     p.add_argument("--gt-topic", default=None,
                    help="32SC1 ground-truth topic (Cityscapes ids), matched by header stamp; omit to skip scoring")
@@ -77,6 +93,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--overlays", type=int, default=6, help="overlay images in the report (default 6)")
     p.add_argument("--no-plots", action="store_true", help="do not draw matplotlib plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    fleet = p.add_argument_group("fleet evaluation (--bags)")
+    fleet.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="worker processes, one model each (default: the cores; Ray: CPUs of a local runtime)")
+    fleet.add_argument("--serial", action="store_true", help="evaluate the bags one after the other in this process")
+    fleet.add_argument("--ray", action="store_true", help="one Ray task per bag on a local Ray runtime "
+                       "(pip install .[fleet])")
+    fleet.add_argument("--ray-address", default=None, metavar="ADDR",
+                       help="join this Ray cluster (e.g. ray://head:10001 or auto); implies --ray")
+    fleet.add_argument("--ray-gpus-per-task", type=float, default=0.0, metavar="F",
+                       help="GPUs each Ray task reserves (e.g. 0.25: four workers share a GPU; default 0)")
+    fleet.add_argument("--threads", type=int, default=None, metavar="N",
+                       help="torch threads per worker (default: cores // workers, at least 1)")
+    fleet.add_argument("--max-retries", type=int, default=2, metavar="N",
+                       help="reruns of a bag whose worker died (default 2)")
+    fleet.add_argument("--recompute", action="store_true",
+                       help="evaluate every bag again, even those whose result is up to date")
     p.set_defaults(func=run)
     return p
 
@@ -88,6 +120,12 @@ def run(args: argparse.Namespace) -> int:
     from ..config import ConfigError
     from ..tracking import TrackerConfig, load_tracker_config
 
+    if args.bags is not None:
+        return run_fleet_command(args)
+    if args.bag is not None and (args.workers is not None or args.serial or args.ray or args.ray_address
+                                 or args.ray_gpus_per_task or args.threads is not None or args.recompute):
+        raise ConfigError("--workers, --serial, --ray, --ray-address, --ray-gpus-per-task, --threads and --recompute "
+                          "need --bags")
     if not args.bag.exists():
         raise FileNotFoundError(f"bag not found: {args.bag}")
     if args.pred_bag is None and args.model is None:
@@ -136,6 +174,69 @@ def run(args: argparse.Namespace) -> int:
     print(summary(m))
     print(f"report: {args.out / 'report.md'}")
     return 0 if m["frames_evaluated"] else 1
+
+
+def _tracker_settings(args: argparse.Namespace) -> dict | None:
+    import dataclasses
+
+    from ..tracking import TrackerConfig, load_tracker_config
+
+    tracker = load_tracker_config(args.tracker_config) if args.tracker_config is not None else None
+    if args.box_tracker:
+        tracker = dataclasses.replace(tracker or TrackerConfig(), use_embeddings=False)
+    return dataclasses.asdict(tracker) if tracker is not None else None
+
+
+def run_fleet_command(args: argparse.Namespace) -> int:
+    """``--bags``: :func:`hle_core.bags.fleet.run_fleet`; exit 0 when a frame was evaluated, else 1."""
+    from ..bags.fleet import FleetSettings, run_fleet
+    from ..config import ConfigError
+
+    if args.model is None:
+        raise ConfigError("--bags needs --model")
+    if args.pred_bag is not None or args.output_bag is not None:
+        raise ConfigError("--pred-bag and --output-bag work on one --bag, not with --bags")
+    if not args.model.is_file():
+        raise FileNotFoundError(f"model file not found: {args.model}")
+    if args.sequence_gap < 0 or args.warmup < 0 or args.overlays < 0:
+        raise ConfigError("--sequence-gap, --warmup and --overlays must be >= 0")
+    if args.no_tracking and (args.tracker_config is not None or args.box_tracker):
+        raise ConfigError("--no-tracking excludes --tracker-config and --box-tracker")
+    if (args.workers is not None and args.workers < 1) or (args.threads is not None and args.threads < 1) \
+            or args.max_retries < 0 or args.ray_gpus_per_task < 0:
+        raise ConfigError("--workers and --threads must be >= 1, --max-retries and --ray-gpus-per-task >= 0")
+    use_ray = args.ray or args.ray_address is not None
+    if use_ray and args.serial:
+        raise ConfigError("--serial excludes --ray / --ray-address")
+    settings = FleetSettings(image_topic=args.image_topic, gt_topic=args.gt_topic, backend=args.backend,
+                             device=args.device, input_size=tuple(args.input_size) if args.input_size else None,
+                             resize=args.resize_mode, tracking=not args.no_tracking, tracker=_tracker_settings(args),
+                             sequence_gap_s=args.sequence_gap, warmup=args.warmup, num_overlays=args.overlays,
+                             plots=not args.no_plots)
+    r = run_fleet(args.bags, args.model, settings, args.out,
+                  executor="ray" if use_ray else "serial" if args.serial else "pool", workers=args.workers,
+                  threads=args.threads, max_retries=args.max_retries, ray_address=args.ray_address,
+                  gpus_per_task=args.ray_gpus_per_task, recompute=args.recompute)
+    print(fleet_summary(r))
+    print(f"report: {args.out / 'fleet_report.md'}")
+    return 0 if r["fleet"]["frames_evaluated"] else 1
+
+
+def fleet_summary(r: dict) -> str:
+    """A few lines for the terminal: bags, frames, fleet scores, failed bags."""
+    f, run = r["fleet"], r["run"]
+    pct = lambda v: "–" if v is None else f"{100 * v:.1f}"  # noqa: E731
+    lines = [f"bags: {f['bags']} ({f['bags_ok']} read, {f['bags_failed']} failed; {run['evaluated']} evaluated, "
+             f"{run['reused']} up to date) in {run['elapsed_s']:.1f} s ({run['executor']})",
+             f"frames: {f['frames_total']} total, {f['frames_evaluated']} evaluated, {f['frames_rejected']} rejected, "
+             f"{f['frames_scored']} scored"]
+    if "PQ" in f:
+        lines.append(f"fleet PQ {pct(f['PQ'])} (things {pct(f['PQ_th'])}, stuff {pct(f['PQ_st'])})  STQ "
+                     f"{pct(f['STQ'])}  VPQ {pct(f.get('VPQ'))}  ID switches {f['id_switches']}")
+    for b in r["bags"]:
+        if b["status"] != "ok":
+            lines.append(f"not evaluated: {b['bag']}: {b.get('reason')}")
+    return "\n".join(lines)
 
 
 def summary(m: dict) -> str:
