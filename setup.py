@@ -24,6 +24,10 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=("hle_core", "hle_core.*", "hle_ros", "hle_ros.*")),
     include_package_data=False,
+    # The shipped default model, where hle_ros.default_model looks for it on a (non-editable) pip install:
+    # <prefix>/share/hle_ros/models (the same relative place as a colcon install's share directory).
+    data_files=[("share/hle_ros/models",
+                 [str(p.relative_to(ROOT)) for p in sorted((ROOT / "models").glob("hle_street*"))])],
     install_requires=[
         "numpy",
         "scipy",

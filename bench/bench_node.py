@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     from rclpy.serialization import serialize_message
 
     from hle_core.visualize import embedding_to_rgb, overlay
-    from hle_ros.conversions import array_to_image, as_rgb, build_panoptic_msg, image_to_rgb, labels_to_image
+    from hle_ros.conversions import (array_to_image, as_rgb, build_detections_msg, build_panoptic_msg, image_to_rgb,
+                                     labels_to_image)
 
     device = torch.device(args.device)
     cfg = HLEConfig()
@@ -153,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         pan = timed("build PanopticSegmentation", build_panoptic_msg, msg_in.header, res, pipe.classes,
                     pipe.embedding_dim, backend.name, 0.0, labels)
         timed("serialize PanopticSegmentation", serialize_message, pan)
+        dets = timed("build Detection2DArray", lambda: build_detections_msg(msg_in.header, res))
+        timed("serialize Detection2DArray", serialize_message, dets)
         ov = timed("(~/overlay: overlay + rgb8 Image)",
                    lambda: array_to_image(overlay(as_rgb(image), res.panoptic, pipe.classes), "rgb8"))
         timed("(~/embedding: PCA + rgb8 Image)",
@@ -172,10 +175,13 @@ def main(argv: list[str] | None = None) -> int:
         print(row(name, v))
     core = ["convert: Image msg -> RGB view", "pipeline.process (fake backend)", "labels -> 32SC1 Image",
             "build PanopticSegmentation", "serialize PanopticSegmentation"]
+    detections = [sum(stages[n][i] for n in ("build Detection2DArray", "serialize Detection2DArray"))
+                  for i in range(args.frames)]
     per_frame = [sum(stages[n][i] for n in core) for i in range(args.frames)]
     visual = [sum(stages[n][i] for n in ("(~/overlay: overlay + rgb8 Image)", "(~/embedding: PCA + rgb8 Image)",
                                          "(serialize an rgb8 Image)")) for i in range(args.frames)]
     print(row("TOTAL ~/panoptic only (raw Image input)", per_frame))
+    print(row("TOTAL ~/panoptic + ~/detections", [a + b for a, b in zip(per_frame, detections)]))
     print(row("TOTAL + ~/overlay + ~/embedding", [a + b for a, b in zip(per_frame, visual)]))
     return 0
 

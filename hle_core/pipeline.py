@@ -210,6 +210,93 @@ class Pipeline:
                          "transfer": (t4 - t3) * 1e3, "track": (t5 - t4) * 1e3, "total": (t5 - t0) * 1e3}
         return fr
 
+    def process_batch(self, images: list[np.ndarray], keep_embedding: bool = False,
+                      trackers: list | None = None) -> list[FrameResult]:
+        """Several images (e.g. one per camera) with one backend call per network input shape (a fixed
+        ``input_size`` makes them one batch); decoding and tracking per image.
+
+        Args:
+            images: RGB / mono uint8 images, as for :meth:`process`.
+            keep_embedding: keep each image's embedding map (``FrameResult.embedding``).
+            trackers: one :class:`~hle_core.tracking.EmbeddingTracker` (or None) per image, e.g. a tracker per
+                camera; None: no tracking (``self.tracker`` belongs to :meth:`process`'s single stream).
+        Returns:
+            one FrameResult per image, in order; ``timings_ms`` holds the batch's shared preprocess / infer
+            times and the image's own decode / transfer / track times.
+        A backend that refuses a batch of several (a static batch-1 ONNX graph or engine) is then called per image.
+        """
+        if trackers is not None and len(trackers) != len(images):
+            raise ValueError(f"{len(trackers)} trackers for {len(images)} images")
+        sync = self.device.type == "cuda"
+        t0 = time.perf_counter()
+        prepared = [self.preprocess(image) for image in images]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (x, _) in enumerate(prepared):
+            groups.setdefault(tuple(x.shape), []).append(i)
+        if sync:
+            torch.cuda.synchronize(self.device)
+        t1 = time.perf_counter()
+        outs: list[dict[str, torch.Tensor]] = [{} for _ in images]
+        for idx in groups.values():
+            outputs = None
+            if len(idx) > 1 and getattr(self, "_batch_ok", True):
+                try:
+                    outputs = self.backend.infer(torch.cat([prepared[i][0] for i in idx]))
+                except ValueError:                       # e.g. a static batch-1 graph: per image from now on
+                    self._batch_ok = False
+            if outputs is None:
+                for i in idx:
+                    outs[i] = self.backend.infer(prepared[i][0])
+            else:
+                for j, i in enumerate(idx):
+                    outs[i] = {k: v[j:j + 1] for k, v in outputs.items()}
+        if sync:
+            torch.cuda.synchronize(self.device)
+        t2 = time.perf_counter()
+        shared = {"preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3}
+        results = []
+        for i, image in enumerate(images):
+            t3 = time.perf_counter()
+            (h, w) = prepared[i][1]
+            maps = {k: v[0, :, :h, :w] for k, v in outs[i].items()}
+            maps, params = variant_inputs(maps, self.backend.decode_params, self.config.loss.split_embedding)
+            result = decode_panoptic(maps["embedding"], maps["sigma"], maps["sigma_spatial"], maps["seed"],
+                                     params["class_means"], params["class_sigma"], self.classes, self.decoder,
+                                     self.config.model.coord_scale, semantic_logits=maps.get("semantic_logits"))
+            panoptic, areas, boxes = result.panoptic, result.areas, result.boxes
+            H, W = image.shape[:2]
+            if (h, w) != (H, W):
+                panoptic = resize_nearest(panoptic, (H, W))
+                areas, boxes = segment_areas_and_boxes(panoptic, result.ids)
+            if sync:
+                torch.cuda.synchronize(self.device)
+            t4 = time.perf_counter()
+            fr = FrameResult(
+                panoptic=panoptic.cpu().numpy(),
+                ids=result.ids.cpu().numpy().astype(np.int64),
+                category_ids=result.category_ids.cpu().numpy().astype(np.int64),
+                is_thing=result.is_thing.cpu().numpy().astype(bool),
+                scores=result.scores.float().cpu().numpy(),
+                areas=areas.cpu().numpy().astype(np.int64),
+                boxes=boxes.cpu().numpy().astype(np.int64).reshape(-1, 4),
+                embeddings=result.embeddings.float().cpu().numpy(),
+                track_ids=np.full(result.ids.shape[0], -1, np.int64),
+                embedding=maps["embedding"] if keep_embedding else None,
+            )
+            t5 = time.perf_counter()
+            tracker = trackers[i] if trackers is not None else None
+            if tracker is not None:
+                from .tracking import detections_from_segments
+
+                dets = detections_from_segments(fr.ids, fr.category_ids, fr.is_thing, fr.scores, fr.boxes,
+                                                fr.embeddings)
+                fr.track_ids = np.asarray(tracker.update(dets), dtype=np.int64)
+            t6 = time.perf_counter()
+            fr.timings_ms = {**shared, "decode": (t4 - t3) * 1e3, "transfer": (t5 - t4) * 1e3,
+                             "track": (t6 - t5) * 1e3, "total": (t6 - t0) * 1e3}
+            results.append(fr)
+        return results
+
     def _track(self, fr: FrameResult) -> np.ndarray:
         from .tracking import detections_from_segments
 

@@ -5,7 +5,9 @@ and ``is_bigendian``, compressed decoding, :class:`ImageConversionError` with a 
 :data:`REJECT_REASONS` that feeds the node's counters) are ROS-free and live in :mod:`hle_core.image_codec`
 (bag evaluation uses them on rosbags messages); they are re-exported here. This module adds what needs the rclpy
 message classes: ``sensor_msgs/Image`` construction and the ``PanopticSegmentation`` message, whose field
-values come from :mod:`hle_core.message_fields`.
+values come from :mod:`hle_core.message_fields`; the ecosystem's messages of the same result
+(``vision_msgs/Detection2DArray`` with track ids, ``vision_msgs/LabelInfo``) and ``sensor_msgs/CameraInfo``
+matched to the label image (:func:`camera_info_for_labels`).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import array
 from typing import Any
 
 import numpy as np
-from sensor_msgs.msg import Image, RegionOfInterest
+from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
 
 from hle_core.config import ClassTable
 # The pixel codecs are ROS-free and live in hle_core (bag evaluation uses them too); re-exported here.
@@ -33,6 +35,9 @@ __all__ = [
     "array_to_image",
     "labels_to_image",
     "build_panoptic_msg",
+    "build_detections_msg",
+    "build_label_info_msg",
+    "camera_info_for_labels",
 ]
 
 
@@ -101,3 +106,91 @@ def build_panoptic_msg(header: Any, result: Any, classes: ClassTable, embedding_
         instances.append(inst)
     msg.instances = instances
     return msg
+
+
+def build_detections_msg(header: Any, result: Any) -> Any:
+    """``vision_msgs/Detection2DArray`` of the thing instances of a FrameResult (stuff has no detection).
+
+    Per thing segment, one ``Detection2D``: ``header`` = the input's header; ``id`` = the track id as decimal text
+    (the same number as ``PanopticInstance.track_id`` of the panoptic message of this stamp), empty while the
+    instance is untracked (tracking off, or a track not yet confirmed); ``results`` = one hypothesis with
+    ``class_id`` = the category id as decimal text (the ``class_id`` of ``~/label_info``) and ``score`` = the
+    decoder's seed score, pose left zero (2-D only); ``bbox`` = the segment's tight axis-aligned box in label
+    image pixels, centre ``((x0 + x1) / 2, (y0 + y1) / 2)`` with pixel centres at integer coordinates (the
+    convention of sensor_msgs/CameraInfo's K), size ``(x1 - x0 + 1, y1 - y0 + 1)``, theta 0.
+    """
+    from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+
+    out = Detection2DArray()
+    out.header = header
+    dets = []
+    for i in np.flatnonzero(np.asarray(result.is_thing, bool)):
+        x0, y0, x1, y1 = (float(v) for v in result.boxes[i])
+        det = Detection2D()
+        det.header = header
+        track = int(result.track_ids[i])
+        det.id = str(track) if track >= 0 else ""
+        det.bbox.center.position.x = (x0 + x1) / 2.0
+        det.bbox.center.position.y = (y0 + y1) / 2.0
+        det.bbox.size_x = x1 - x0 + 1.0
+        det.bbox.size_y = y1 - y0 + 1.0
+        hyp = ObjectHypothesisWithPose()
+        hyp.hypothesis.class_id = str(int(result.category_ids[i]))
+        hyp.hypothesis.score = float(result.scores[i])
+        det.results = [hyp]
+        dets.append(det)
+    out.detections = dets
+    return out
+
+
+def build_label_info_msg(header: Any, classes: ClassTable, threshold: float = 0.0) -> Any:
+    """``vision_msgs/LabelInfo``: every class of the model, ``class_id`` = category id, ``class_name`` = its name
+    (things and stuff; the id convention of the label image and of Detection2D hypotheses); ``threshold`` =
+    the decoder's seed threshold (a thing scoring below it is never reported)."""
+    from vision_msgs.msg import LabelInfo, VisionClass
+
+    msg = LabelInfo()
+    if header is not None:
+        msg.header = header
+    msg.class_map = [VisionClass(class_id=int(c.id), class_name=str(c.name)) for c in classes.classes]
+    msg.threshold = float(threshold)
+    return msg
+
+
+def camera_info_for_labels(info: CameraInfo, header: Any, width: int, height: int) -> CameraInfo:
+    """``info`` re-issued for a label image of ``width`` x ``height`` pixels, with ``header``.
+
+    At the calibrated size (``info.width`` x ``info.height``), or for an uncalibrated info of zero size, the
+    intrinsics are copied. At another size, K and P are scaled per axis with sx = width / info.width and
+    sy = height / info.height: focal lengths (and P's Tx, Ty) multiply by s; principal points, with pixel
+    centres at integer coordinates (a resize maps u to (u + 0.5)·s - 0.5), become c' = (c + 0.5)·s - 0.5.
+    D and R are unchanged (distortion is defined on normalised coordinates), the ROI is scaled, and binning is
+    reset to 0 (the published size is the full label image).
+    """
+    out = CameraInfo()
+    out.header = header
+    out.distortion_model = info.distortion_model
+    out.d = list(info.d)
+    out.r = info.r
+    out.binning_x, out.binning_y = info.binning_x, info.binning_y
+    out.width, out.height = int(width), int(height)
+    if info.width == 0 or info.height == 0 or (info.width, info.height) == (width, height):
+        out.k, out.p, out.roi = info.k, info.p, info.roi
+        return out
+    sx, sy = width / info.width, height / info.height
+    k = np.array(info.k, np.float64).reshape(3, 3)
+    p = np.array(info.p, np.float64).reshape(3, 4)
+    for m in (k, p):
+        m[0, :2] *= sx
+        m[0, 2] = (m[0, 2] + 0.5) * sx - 0.5
+        m[1, :2] *= sy
+        m[1, 2] = (m[1, 2] + 0.5) * sy - 0.5
+    p[0, 3] *= sx
+    p[1, 3] *= sy
+    out.k, out.p = k.reshape(-1).tolist(), p.reshape(-1).tolist()
+    roi = info.roi
+    out.roi = RegionOfInterest(x_offset=int(round(roi.x_offset * sx)), y_offset=int(round(roi.y_offset * sy)),
+                               width=int(round(roi.width * sx)), height=int(round(roi.height * sy)),
+                               do_rectify=roi.do_rectify)
+    out.binning_x = out.binning_y = 0
+    return out

@@ -2,8 +2,16 @@
 
 Data flow: ``image`` / ``image/compressed`` → (subscription callback: validate, zero-copy view) → latest-frame
 slot → inference thread: decode compressed → Pipeline.process (preprocess → backend → decode → track) →
-publish ``~/panoptic``, and ``~/labels`` / ``~/overlay`` / ``~/embedding`` when someone subscribes.
-Every output carries the input image's header. ``/diagnostics`` reports rate, latency, drops and rejections.
+publish ``~/panoptic`` and ``~/detections`` (vision_msgs/Detection2DArray, ``id`` = track id), ``~/camera_info``
+when the camera's ``camera_info`` (the image topic's namespace, e.g. ``/cam/image_raw`` → ``/cam/camera_info``)
+has a message of the frame's stamp, and ``~/labels`` / ``~/overlay`` / ``~/embedding`` when someone subscribes.
+``~/label_info`` (vision_msgs/LabelInfo, transient local) carries the class table. Every output carries the
+input image's header. ``/diagnostics`` reports rate, latency, drops and rejections. Incompatible QoS between an
+image publisher and the subscription is logged with both sides' policies.
+
+Several cameras (``cameras: [front, left]``): ``front/image`` → ``~/front/panoptic``, ``~/front/detections``, ...;
+one model, a latest-frame slot per camera, frames that arrive within ``batch_window_ms`` of each other inferred
+as one batch (:meth:`hle_core.pipeline.Pipeline.process_batch`), a tracker and a diagnostics status per camera.
 
 Lifecycle:
   * configure: read and validate all parameters (hle_ros/parameters.py), create publishers and diagnostics;
@@ -13,7 +21,8 @@ Lifecycle:
 With ``autostart`` (default) the node walks itself to *active*; a failed configure or activate then ends the
 process with a non-zero status and the reason logged.
 
-Run: ``panoptic_node --ros-args --params-file config/panoptic.yaml -p model:=model.pt -r image:=/camera/image``
+Run: ``panoptic_node --ros-args --params-file config/panoptic.yaml -r image:=/camera/image`` (no ``model``: the
+shipped default model, :mod:`hle_ros.default_model`; ``-p model:=model.pt`` for another)
 (remap ``image/compressed`` separately when ``subscribe_compressed`` is on; the launch file does both).
 Fast DDS's LARGE_DATA transport is selected before ``rclpy.init`` unless FASTDDS_BUILTIN_TRANSPORTS is set.
 """
@@ -22,24 +31,31 @@ from __future__ import annotations
 import gc
 import os
 import sys
+import threading
 import time
-from dataclasses import dataclass
-from typing import Any, MutableMapping
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable, MutableMapping
 
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.event_handler import QoSRequestedIncompatibleQoSInfo, SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleState, Node, TransitionCallbackReturn
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSCompatibility, QoSProfile, ReliabilityPolicy,
+                       qos_check_compatible, qos_policy_name_from_kind)
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from hle_ros.conversions import (
     ImageConversionError,
     array_to_image,
     as_rgb,
+    build_detections_msg,
+    build_label_info_msg,
     build_panoptic_msg,
+    camera_info_for_labels,
     compressed_to_rgb,
     image_to_rgb,
     labels_to_image,
@@ -47,9 +63,10 @@ from hle_ros.conversions import (
 from hle_ros.diagnostics import FrameStats, StatsSnapshot, diagnostic_array, diagnostic_status
 from hle_ros.parameters import PARAMETERS, PARAMETERS_BY_NAME, NodeParameters, ParameterError, check_change, \
     validate_one, validate_parameters
-from hle_ros.worker import InferenceWorker
+from hle_ros.worker import BatchInferenceWorker, InferenceWorker
 
-__all__ = ["PanopticNode", "main", "run", "DEFAULT_NODE_NAME", "configure_transport"]
+__all__ = ["PanopticNode", "main", "run", "DEFAULT_NODE_NAME", "configure_transport", "camera_info_topic",
+           "describe_qos"]
 
 DEFAULT_NODE_NAME = "hle_panoptic"
 #: Seconds between repeated warnings about rejected / failed frames.
@@ -57,6 +74,10 @@ WARN_THROTTLE_S = 5.0
 #: Seconds a deactivation waits for the frame in flight; a SIGINT shutdown waits far less (see main).
 DEACTIVATE_WAIT_S = 30.0
 SHUTDOWN_WAIT_S = 0.4
+#: Seconds between an incompatible-QoS event and its log line (the publisher's node name reaches the graph late).
+INCOMPATIBLE_QOS_DELAY_S = 0.5
+#: CameraInfo messages kept per camera for matching by stamp.
+CAMERA_INFO_CACHE = 16
 _TRANSPORT_VAR = "FASTDDS_BUILTIN_TRANSPORTS"
 
 
@@ -68,6 +89,27 @@ def configure_transport(environ: MutableMapping[str, str] = os.environ) -> str:
     return environ.setdefault(_TRANSPORT_VAR, "LARGE_DATA")
 
 
+def camera_info_topic(image_topic: str) -> str:
+    """The camera_info topic beside a (resolved) image topic: ``/cam/image_raw`` → ``/cam/camera_info`` (the
+    image_transport convention; ``/image`` → ``/camera_info``)."""
+    parent = image_topic.rsplit("/", 1)[0]
+    return f"{parent}/camera_info"
+
+
+def describe_qos(qos: QoSProfile) -> str:
+    """``reliability=... durability=... history=...(depth) deadline=... liveliness=...`` of a profile."""
+    def name(policy: Any) -> str:
+        return getattr(policy, "name", str(policy)).lower()
+
+    def duration(d: Any) -> str:
+        ns = getattr(d, "nanoseconds", 0)
+        return "infinite" if ns in (0, 0x7FFFFFFFFFFFFFFF) or ns >= 2**63 - 1 else f"{ns / 1e9:g}s"
+
+    history = name(qos.history) + (f"({qos.depth})" if qos.history == HistoryPolicy.KEEP_LAST else "")
+    return (f"reliability={name(qos.reliability)} durability={name(qos.durability)} history={history} "
+            f"deadline={duration(qos.deadline)} liveliness={name(qos.liveliness)}")
+
+
 @dataclass
 class _Frame:
     """One received frame waiting for the inference thread."""
@@ -76,6 +118,51 @@ class _Frame:
     received_at: float                          # time.perf_counter() in the subscription callback
     image: np.ndarray | None = None             # (H, W, 3) RGB or (H, W) mono view of a raw Image
     compressed: CompressedImage | None = None   # decoded on the inference thread
+    camera: int = 0                             # index of the camera (PanopticNode._cameras) it came from
+
+
+class _CameraInfoCache:
+    """The last few CameraInfo messages of one camera, by header stamp (written by the executor thread, read by
+    the inference thread)."""
+
+    def __init__(self, size: int = CAMERA_INFO_CACHE) -> None:
+        self._items: OrderedDict[tuple[int, int], CameraInfo] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def put(self, msg: CameraInfo) -> None:
+        key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        with self._lock:
+            self._items[key] = msg
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def get(self, stamp: Any) -> CameraInfo | None:
+        with self._lock:
+            return self._items.get((stamp.sec, stamp.nanosec))
+
+
+@dataclass
+class _Camera:
+    """One camera of the node: its topics, outputs, statistics, tracker and camera_info cache."""
+
+    name: str                                   # "" for the single-camera node
+    pubs: dict[str, Any]
+    stats: FrameStats
+    label_info_pub: Any = None
+    tracker: Any = None                         # own EmbeddingTracker with several cameras (single: the pipeline's)
+    subs: list[Any] = field(default_factory=list)
+    infos: _CameraInfoCache = field(default_factory=_CameraInfoCache)
+    last_report: StatsSnapshot | None = None
+
+    def topic(self, name: str) -> str:
+        """Input topic ``name`` of this camera (relative: node namespace, remappable)."""
+        return f"{self.name}/{name}" if self.name else name
+
+    def output(self, name: str) -> str:
+        """Output topic ``name`` of this camera (private: ``~/name`` or ``~/<camera>/name``)."""
+        return f"~/{self.name}/{name}" if self.name else f"~/{name}"
 
 
 class PanopticNode(Node):
@@ -89,15 +176,23 @@ class PanopticNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.params: NodeParameters | None = None
         self.pipeline = None
-        self.stats: FrameStats | None = None
-        self._worker: InferenceWorker[_Frame] | None = None
-        self._image_subs: list[Any] = []
-        self._pubs: dict[str, Any] = {}
+        self._cameras: list[_Camera] = []
+        self._worker: InferenceWorker[_Frame] | BatchInferenceWorker[_Frame] | None = None
         self._diag_pub = None
         self._diag_timer = None
-        self._last_report: StatsSnapshot | None = None
+        self._model_path = ""
         self._fit: tuple[int, int] | None = None    # the pipeline's network input size (None: padded images)
         self._state = "unconfigured"
+
+    @property
+    def stats(self) -> FrameStats | None:
+        """The (first) camera's frame statistics; None before configure."""
+        return self._cameras[0].stats if self._cameras else None
+
+    @property
+    def _pubs(self) -> dict[str, Any]:
+        """The (first) camera's output publishers."""
+        return self._cameras[0].pubs if self._cameras else {}
 
     # --- lifecycle ----------------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -108,20 +203,44 @@ class PanopticNode(Node):
             self.get_logger().error(str(exc))
             return TransitionCallbackReturn.FAILURE
         p = self.params
+        try:
+            self._model_path = p.model_path
+        except ParameterError as exc:           # the default model vanished since validation
+            self.get_logger().error(str(exc))
+            return TransitionCallbackReturn.FAILURE
+        from vision_msgs.msg import Detection2DArray, LabelInfo   # a ROS install's, or vendor/vision_msgs (PyPI)
+
         out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p["qos.depth"],
                              reliability=ReliabilityPolicy.RELIABLE)
-        self._pubs = {
-            "panoptic": self.create_lifecycle_publisher(_panoptic_type(), "~/panoptic", out_qos),
-            "labels": self.create_lifecycle_publisher(Image, "~/labels", out_qos),
-            "overlay": self.create_lifecycle_publisher(Image, "~/overlay", out_qos),
-            "embedding": self.create_lifecycle_publisher(Image, "~/embedding", out_qos),
-        }
-        self.stats = FrameStats(p["diagnostics.window"])
-        self._last_report = None
+        latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._cameras = []
+        for name in p.cameras or ("",):
+            cam = _Camera(name, {}, FrameStats(p["diagnostics.window"]))
+            cam.pubs = {
+                "panoptic": self.create_lifecycle_publisher(_panoptic_type(), cam.output("panoptic"), out_qos),
+                "detections": self.create_lifecycle_publisher(Detection2DArray, cam.output("detections"), out_qos),
+                "camera_info": self.create_lifecycle_publisher(CameraInfo, cam.output("camera_info"), out_qos),
+                "labels": self.create_lifecycle_publisher(Image, cam.output("labels"), out_qos),
+                "overlay": self.create_lifecycle_publisher(Image, cam.output("overlay"), out_qos),
+                "embedding": self.create_lifecycle_publisher(Image, cam.output("embedding"), out_qos),
+            }
+            cam.label_info_pub = self.create_publisher(LabelInfo, cam.output("label_info"), latched)
+            self._cameras.append(cam)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(p["diagnostics.period"], self._publish_diagnostics)
         self._state = "inactive"
-        self.get_logger().info(f"configured: model {p['model']!r}, backend {p['backend']}, device {p['device']}")
+        if p.uses_default_model:
+            from hle_ros.default_model import find_default_model
+
+            size = p.input_size
+            model = (f"{self._model_path!r} (the shipped default model, found via the "
+                     f"{find_default_model().source or 'lookup'}; input "
+                     + (f"{size[0]}x{size[1]} {p['resize_mode']})" if size else "native)"))
+        else:
+            model = repr(self._model_path)
+        cams = f", cameras {list(p.cameras)}" if p.cameras else ""
+        self.get_logger().info(f"configured: model {model}, backend {p['backend']}, device {p['device']}{cams}")
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -130,24 +249,49 @@ class PanopticNode(Node):
         try:
             self.pipeline = self._create_pipeline(p)
         except Exception as exc:                # model missing / corrupt, backend unavailable: reported, refused
-            self.get_logger().error(f"cannot create the {p['backend']} backend for {p['model']!r}: "
+            self.get_logger().error(f"cannot create the {p['backend']} backend for {self._model_path!r}: "
                                     f"{type(exc).__name__}: {exc}")
             return TransitionCallbackReturn.FAILURE
-        self._worker = InferenceWorker(self._process, self._on_worker_error, self._on_dropped)
+        multi = bool(p.cameras)
+        if multi:                               # one network, a tracker per camera
+            from hle_core.tracking import EmbeddingTracker
+
+            tracker_cfg = p.tracker_config()
+            for cam in self._cameras:
+                cam.tracker = EmbeddingTracker(tracker_cfg) if tracker_cfg is not None else None
+            self._worker = BatchInferenceWorker(len(self._cameras), lambda f: f.camera, self._process_batch,
+                                                self._on_batch_error, self._on_dropped,
+                                                window_s=p["batch_window_ms"] / 1e3)
+        else:
+            self._worker = InferenceWorker(self._process, self._on_worker_error, self._on_dropped)
         self._worker.start()
         in_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p["qos.depth"],
                             reliability=ReliabilityPolicy.RELIABLE if p["qos.reliability"] == "reliable"
                             else ReliabilityPolicy.BEST_EFFORT)
-        self._image_subs = [self.create_subscription(Image, "image", self._on_image, in_qos)]
-        if p["subscribe_compressed"]:
-            self._image_subs.append(
-                self.create_subscription(CompressedImage, "image/compressed", self._on_compressed, in_qos))
+        info_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(5, p["qos.depth"]),
+                              reliability=in_qos.reliability)
+        for index, cam in enumerate(self._cameras):
+            image_topic = self.resolve_topic_name(cam.topic("image"))
+            cam.subs = [self._subscribe(Image, cam.topic("image"), lambda m, i=index: self._on_image(m, i), in_qos)]
+            if p["subscribe_compressed"]:
+                cam.subs.append(self._subscribe(CompressedImage, cam.topic("image/compressed"),
+                                                lambda m, i=index: self._on_compressed(m, i), in_qos))
+            cam.subs.append(self.create_subscription(CameraInfo, camera_info_topic(image_topic), cam.infos.put,
+                                                     info_qos))
         self._fit = self.pipeline.input_size      # set, or the size a static model takes
         self._state = "active"
+        result = super().on_activate(state)
+        stamp = self.get_clock().now().to_msg()
+        for cam in self._cameras:               # the class table, once (transient local: late joiners get it)
+            header = _header(stamp)
+            cam.label_info_pub.publish(build_label_info_msg(header, self.pipeline.classes,
+                                                            self.pipeline.decoder.seed_threshold))
         size = f"{self._fit} ({p['resize_mode']})" if self._fit else "native"
-        self.get_logger().info(f"active: {self.pipeline.backend.describe()}, input size {size}, "
-                               f"tracking {'on' if p.tracker_config() else 'off'}")
-        return super().on_activate(state)
+        topics = ", ".join(f"{cam.subs[0].topic_name} (camera_info {cam.subs[-1].topic_name})"
+                           for cam in self._cameras)
+        self.get_logger().info(f"active: {self.pipeline.backend.describe()}, model {self._model_path}, input size "
+                               f"{size}, tracking {'on' if p.tracker_config() else 'off'}, images {topics}")
+        return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release_pipeline(DEACTIVATE_WAIT_S, collect=True)
@@ -174,19 +318,63 @@ class PanopticNode(Node):
         self._state = "finalized"
 
     # --- callbacks (executor thread; never block) ---------------------------------------------------------
-    def _on_image(self, msg: Image) -> None:
+    def _subscribe(self, msg_type: type, topic: str, callback: Callable[[Any], None], qos: QoSProfile) -> Any:
+        """An image subscription whose incompatible-QoS events are logged with both sides' policies."""
+        box: list[Any] = []
+        events = SubscriptionEventCallbacks(
+            incompatible_qos=lambda info: self._on_incompatible_qos(box[0] if box else None, qos, info))
+        sub = self.create_subscription(msg_type, topic, callback, qos, event_callbacks=events)
+        box.append(sub)
+        return sub
+
+    def _on_incompatible_qos(self, sub: Any, requested: QoSProfile, info: QoSRequestedIncompatibleQoSInfo) -> None:
+        """Log, in one line, the topic, the policy in conflict, what this node requests and what each incompatible
+        publisher offers. The publisher's node name reaches the graph a little after the event: the line is
+        written from a one-shot timer half a second later."""
+        holder: list[Any] = []
+
+        def report() -> None:
+            if holder:
+                self.destroy_timer(holder.pop())
+            self._log_incompatible_qos(sub, requested, info)
+
+        holder.append(self.create_timer(INCOMPATIBLE_QOS_DELAY_S, report))
+
+    def _log_incompatible_qos(self, sub: Any, requested: QoSProfile, info: QoSRequestedIncompatibleQoSInfo) -> None:
+        topic = sub.topic_name if sub is not None else "?"
+        policy = qos_policy_name_from_kind(info.last_policy_kind)
+        offered = []
+        try:
+            for pub in self.get_publishers_info_by_topic(topic):
+                compatible, _ = qos_check_compatible(pub.qos_profile, requested)
+                if compatible == QoSCompatibility.ERROR:
+                    known = pub.node_name and not pub.node_name.startswith("_NODE_NAME_UNKNOWN")
+                    who = f"{pub.node_namespace.rstrip('/')}/{pub.node_name}" if known else "a publisher (node unknown)"
+                    offered.append(f"{who} offers {describe_qos(pub.qos_profile)}")
+        except Exception as exc:                # the graph query is a courtesy; the event is logged regardless
+            offered.append(f"(publishers unknown: {exc})")
+        hint = ""
+        if policy == "RELIABILITY" and requested.reliability == ReliabilityPolicy.RELIABLE:
+            hint = "; hint: -p qos.reliability:=best_effort accepts best-effort publishers"
+        self.get_logger().error(
+            f"incompatible QoS on {topic} (policy {policy}, {info.total_count} publisher(s) so far): no data is "
+            f"received from it; requested {describe_qos(requested)}; "
+            + ("; ".join(offered) or "offered: unknown") + hint)
+
+    def _on_image(self, msg: Image, camera: int = 0) -> None:
         t = time.perf_counter()
-        self.stats.on_received()
+        cam = self._cameras[camera]
+        cam.stats.on_received()
         try:
             image = image_to_rgb(msg, self.params["max_pixels"], self._fit)  # O(1) checks + a view, no copy
         except ImageConversionError as exc:
-            self._reject(exc)
+            self._reject(exc, camera)
             return
-        self._submit(_Frame(msg.header, t, image=image))
+        self._submit(_Frame(msg.header, t, image=image, camera=camera))
 
-    def _on_compressed(self, msg: CompressedImage) -> None:
-        self.stats.on_received()
-        self._submit(_Frame(msg.header, time.perf_counter(), compressed=msg))
+    def _on_compressed(self, msg: CompressedImage, camera: int = 0) -> None:
+        self._cameras[camera].stats.on_received()
+        self._submit(_Frame(msg.header, time.perf_counter(), compressed=msg, camera=camera))
 
     def _submit(self, frame: _Frame) -> None:
         worker = self._worker
@@ -194,11 +382,14 @@ class PanopticNode(Node):
             worker.submit(frame)
 
     def _on_dropped(self, frame: _Frame) -> None:
-        self.stats.on_dropped()
+        self._cameras[frame.camera].stats.on_dropped()
 
-    def _reject(self, exc: ImageConversionError) -> None:
-        self.stats.on_rejected(exc.reason)
-        self.get_logger().warning(f"image rejected ({exc.reason}): {exc}", throttle_duration_sec=WARN_THROTTLE_S)
+    def _reject(self, exc: ImageConversionError, camera: int = 0) -> None:
+        cam = self._cameras[camera]
+        cam.stats.on_rejected(exc.reason)
+        where = f" from camera {cam.name}" if cam.name else ""
+        self.get_logger().warning(f"image rejected{where} ({exc.reason}): {exc}",
+                                  throttle_duration_sec=WARN_THROTTLE_S)
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
         """Validate the change as configure does (the whole set, cross-parameter rules, the model file) and refuse
@@ -226,17 +417,56 @@ class PanopticNode(Node):
 
     # --- inference thread ---------------------------------------------------------------------------------
     def _process(self, frame: _Frame) -> None:
+        """The single-camera node's frame: Pipeline.process with the pipeline's own tracker."""
         p, pipe, pubs = self.params, self.pipeline, self._pubs
         image = frame.image if frame.image is not None \
             else compressed_to_rgb(frame.compressed, p["max_pixels"], self._fit)
         want_embedding = pubs["embedding"].get_subscription_count() > 0
         result = pipe.process(image, keep_embedding=want_embedding)
+        self._publish(frame, image, result)
+
+    def _process_batch(self, frames: list[_Frame]) -> None:
+        """A multi-camera batch (at most one frame per camera): one Pipeline.process_batch call, each camera's
+        tracker, outputs per camera. A frame whose compressed data cannot be decoded is rejected alone."""
+        p, pipe = self.params, self.pipeline
+        images, kept = [], []
+        for frame in frames:
+            try:
+                images.append(frame.image if frame.image is not None
+                              else compressed_to_rgb(frame.compressed, p["max_pixels"], self._fit))
+                kept.append(frame)
+            except ImageConversionError as exc:
+                self._reject(exc, frame.camera)
+        if not kept:
+            return
+        cams = [self._cameras[f.camera] for f in kept]
+        want_embedding = any(c.pubs["embedding"].get_subscription_count() > 0 for c in cams)
+        results = pipe.process_batch(images, keep_embedding=want_embedding, trackers=[c.tracker for c in cams])
+        for frame, image, result in zip(kept, images, results):
+            try:
+                self._publish(frame, image, result)
+            except Exception as exc:            # one camera's publishing failed: the others still publish
+                self._on_worker_error(frame, exc)
+
+    def _on_batch_error(self, frames: list[_Frame], exc: BaseException) -> None:
+        for frame in frames:
+            self._on_worker_error(frame, exc)
+
+    def _publish(self, frame: _Frame, image: np.ndarray, result: Any) -> None:
+        """Every output of one processed frame, on its camera's topics."""
+        p, pipe = self.params, self.pipeline
+        cam = self._cameras[frame.camera]
+        pubs = cam.pubs
         segmented_ms = (time.perf_counter() - frame.received_at) * 1e3
         t0 = time.perf_counter()
         labels = labels_to_image(result.panoptic, frame.header)
         msg = build_panoptic_msg(frame.header, result, pipe.classes, pipe.embedding_dim, pipe.backend.name,
                                  segmented_ms, labels)
         pubs["panoptic"].publish(msg)
+        pubs["detections"].publish(build_detections_msg(frame.header, result))
+        info = cam.infos.get(frame.header.stamp)
+        if info is not None:                    # optional: frames without camera_info are served all the same
+            pubs["camera_info"].publish(camera_info_for_labels(info, frame.header, labels.width, labels.height))
         if pubs["labels"].get_subscription_count() > 0:
             pubs["labels"].publish(labels)
         if pubs["overlay"].get_subscription_count() > 0:
@@ -244,7 +474,7 @@ class PanopticNode(Node):
 
             pubs["overlay"].publish(array_to_image(
                 overlay(as_rgb(image), result.panoptic, pipe.classes, p["overlay_alpha"]), "rgb8", frame.header))
-        if want_embedding and result.embedding is not None:
+        if result.embedding is not None and pubs["embedding"].get_subscription_count() > 0:
             from hle_core.visualize import embedding_to_rgb
 
             pubs["embedding"].publish(array_to_image(
@@ -252,45 +482,52 @@ class PanopticNode(Node):
         done = time.perf_counter()
         stages = dict(result.timings_ms)
         stages["publish"] = (done - t0) * 1e3
-        self.stats.on_processed((done - frame.received_at) * 1e3, stages)
+        cam.stats.on_processed((done - frame.received_at) * 1e3, stages)
 
     def _on_worker_error(self, frame: _Frame, exc: BaseException) -> None:
         if isinstance(exc, ImageConversionError):
-            self._reject(exc)
+            self._reject(exc, frame.camera)
             return
         if not self.context.ok() or self._worker is None:
             return                              # shutting down / deactivating: publishing failed, not the frame
-        self.stats.on_failed(type(exc).__name__, str(exc))
-        self.get_logger().error(f"frame {frame.header.stamp.sec}.{frame.header.stamp.nanosec:09d} failed: "
+        cam = self._cameras[frame.camera]
+        cam.stats.on_failed(type(exc).__name__, str(exc))
+        where = f" of camera {cam.name}" if cam.name else ""
+        self.get_logger().error(f"frame {frame.header.stamp.sec}.{frame.header.stamp.nanosec:09d}{where} failed: "
                                 f"{type(exc).__name__}: {exc}", throttle_duration_sec=WARN_THROTTLE_S)
 
     # --- diagnostics (executor thread) --------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
-        if self.stats is None or self._diag_pub is None:
+        if not self._cameras or self._diag_pub is None:
             return
-        snap = self.stats.snapshot()
         backend = self.pipeline.backend.describe() if self.pipeline is not None else "none"
-        status = diagnostic_status(snap, f"{self.get_fully_qualified_name()}: panoptic segmentation",
-                                   self.get_fully_qualified_name(), backend, self._state, self._last_report)
-        self._last_report = snap
-        self._diag_pub.publish(diagnostic_array(self.get_clock().now().to_msg(), [status]))
+        fqn = self.get_fully_qualified_name()
+        statuses = []
+        for cam in self._cameras:               # one status per camera
+            snap = cam.stats.snapshot()
+            name = f"{fqn}: panoptic segmentation" + (f" ({cam.name})" if cam.name else "")
+            statuses.append(diagnostic_status(snap, name, f"{fqn}/{cam.name}" if cam.name else fqn, backend,
+                                              self._state, cam.last_report))
+            cam.last_report = snap
+        self._diag_pub.publish(diagnostic_array(self.get_clock().now().to_msg(), statuses))
 
     # --- construction / teardown --------------------------------------------------------------------------
     def _create_pipeline(self, p: NodeParameters) -> Any:
         from hle_core.runtime import build_pipeline
 
-        return build_pipeline(os.path.expanduser(p["model"]), p["backend"], device=p["device"],
+        return build_pipeline(self._model_path, p["backend"], device=p["device"],
                               input_size=p.input_size, resize=p["resize_mode"], decoder=p.decoder_config,
-                              tracker=p.tracker_config(),
+                              tracker=None if p.cameras else p.tracker_config(),   # several: one per camera
                               logger=self.get_logger(), fp16=p["fp16"],
                               engine_cache_dir=p["engine_cache_dir"] or None, force_rebuild=p["force_rebuild"],
                               fallback=p["fallback"], workspace_mb=p["workspace_mb"],
                               intra_op_threads=p["intra_op_threads"])
 
     def _release_pipeline(self, wait_s: float, collect: bool) -> None:
-        for sub in self._image_subs:
-            self.destroy_subscription(sub)
-        self._image_subs = []
+        for cam in self._cameras:
+            for sub in cam.subs:
+                self.destroy_subscription(sub)
+            cam.subs = []
         worker, self._worker = self._worker, None
         stopped = worker.stop(wait_s) if worker is not None else True
         pipeline, self.pipeline = self.pipeline, None
@@ -309,15 +546,24 @@ class PanopticNode(Node):
                 torch.cuda.empty_cache()
 
     def _release_outputs(self) -> None:
-        for pub in self._pubs.values():
-            self.destroy_lifecycle_publisher(pub)
-        self._pubs = {}
+        for cam in self._cameras:
+            for pub in cam.pubs.values():
+                self.destroy_lifecycle_publisher(pub)
+            if cam.label_info_pub is not None:
+                self.destroy_publisher(cam.label_info_pub)
+        self._cameras = []
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
         if self._diag_pub is not None:
             self.destroy_publisher(self._diag_pub)
             self._diag_pub = None
+
+
+def _header(stamp: Any, frame_id: str = "") -> Any:
+    from std_msgs.msg import Header
+
+    return Header(stamp=stamp, frame_id=frame_id)
 
 
 def _panoptic_type() -> type:

@@ -7,6 +7,9 @@ YAML must equal them. Decoder thresholds default to a sentinel (``-1``) meaning 
 tuned with" (the checkpoint / ONNX file carries its :class:`hle_core.config.DecoderConfig`), so the node never
 silently overrides a tuned decoder.
 
+An empty ``model`` means the shipped default model (:mod:`hle_ros.default_model`); with it and input size
+0 x 0 the network input is the model's training size 256 x 512 (letterbox), see :attr:`NodeParameters.input_size`.
+
 Validation (:func:`validate_parameters`) is plain Python, testable without ROS: it coerces integers given
 for floating-point parameters (``-p x:=1``), refuses wrong types, out-of-range values and unknown choices, and
 reports every bad parameter at once, naming what it received and what it expected.
@@ -44,6 +47,7 @@ __all__ = [
     "RESIZE_MODES",
     "USE_MODEL_VALUE",
     "SIZE_MULTIPLE",
+    "CAMERA_NAME_RE",
 ]
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
@@ -58,6 +62,8 @@ USE_MODEL_VALUE = -1
 SIZE_MULTIPLE = 32
 _INT32_MAX = 2**31 - 1
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+#: A camera name is one ROS name token: it becomes a topic namespace (``<name>/image``, ``~/<name>/panoptic``).
+CAMERA_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 class ParameterError(ValueError):
@@ -74,7 +80,7 @@ class ParamSpec:
 
     name: str
     default: Any
-    type: type                      # bool | int | float | str
+    type: type                      # bool | int | float | str | list (a string array)
     description: str
     lo: float | None = None
     hi: float | None = None
@@ -113,8 +119,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "walk the lifecycle node to 'active' by itself at start (configure + activate)"),
     # --- model / backend ------------------------------------------------------------------------------------
     ParamSpec("model", "", str,
-              "model file (required): an HLE checkpoint (.pt/.pth/.ckpt; any backend, exported to a cached ONNX "
-              "file for onnxruntime / TensorRT), an ONNX export (.onnx) or a TensorRT .engine"),
+              "model file: an HLE checkpoint (.pt/.pth/.ckpt; any backend, exported to a cached ONNX "
+              "file for onnxruntime / TensorRT), an ONNX export (.onnx) or a TensorRT .engine; empty: the shipped "
+              "default model hle_street.pt of the installed package (then input 0 x 0 means 256 x 512 letterbox)"),
     ParamSpec("backend", "auto", str,
               "inference backend; auto = TensorRT with a GPU, then onnxruntime CUDA, torch CUDA, onnxruntime CPU",
               choices=BACKENDS),
@@ -128,10 +135,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("workspace_mb", 1024, int, "TensorRT builder workspace [MiB]", lo=64, hi=1 << 20),
     ParamSpec("intra_op_threads", 0, int, "onnxruntime intra-op threads (0: its default)", lo=0, hi=1024),
     ParamSpec("input_height", 0, int,
-              "network input height in pixels, a multiple of 32 (0 with input_width 0: the image's own size, padded)",
+              "network input height in pixels, a multiple of 32 (0 with input_width 0: the image's own size, padded; "
+              "with the default model (model empty): its training size 256 x 512)",
               lo=0, hi=16384),
     ParamSpec("input_width", 0, int,
-              "network input width in pixels, a multiple of 32 (0 with input_height 0: the image's own size, padded)",
+              "network input width in pixels, a multiple of 32 (0 with input_height 0: the image's own size, padded; "
+              "with the default model (model empty): its training size 256 x 512)",
               lo=0, hi=16384),
     ParamSpec("resize_mode", "letterbox", str,
               "how an image is fitted to input_height x input_width (ignored at 0 x 0): letterbox scales it by "
@@ -180,6 +189,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "a detection covered by more than this fraction by a same-class tracked detection's box starts no "
               "track (fragments; 1 disables)", lo=1e-6, hi=1.0),
     # --- input ----------------------------------------------------------------------------------------------
+    ParamSpec("cameras", [], list,
+              "camera names served by this one node and one network, e.g. [front, left]: <name>/image (and "
+              "<name>/camera_info, <name>/image/compressed) -> ~/<name>/panoptic, ~/<name>/detections, ...; frames "
+              "that arrive together are inferred as one batch, each camera has its own tracker and diagnostics. "
+              "Empty: one camera, image -> ~/panoptic"),
+    ParamSpec("batch_window_ms", 100.0, float,
+              "several cameras: after the first frame arrives, wait at most this long [ms] for the other cameras' "
+              "frames so that they are inferred as one batch (0: take what is there)", lo=0.0, hi=1000.0),
     ParamSpec("subscribe_compressed", False, bool,
               "also subscribe to image/compressed (sensor_msgs/CompressedImage, decoded with OpenCV)"),
     ParamSpec("max_pixels", 4096 * 4096, int,
@@ -228,6 +245,13 @@ def validate_one(spec: ParamSpec, value: Any) -> tuple[Any, str | None]:
         if not isinstance(value, str):
             return value, (f"expected a string, got {value!r} ({type(value).__name__}); quote it, "
                            f"e.g. -p {spec.name}:=\"'{value}'\"")
+    elif t is list:                     # string arrays; ROS gives None for a YAML [] and bytes [] for the default
+        if value is None:
+            value = []
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or \
+                not all(isinstance(v, str) for v in value):
+            return value, f"expected a list of names, e.g. [front, left], got {value!r} ({type(value).__name__})"
+        value = list(value)
     if spec.sentinel is not None and value == spec.sentinel:
         return value, None
     if spec.choices is not None and value not in spec.choices:
@@ -247,9 +271,37 @@ class NodeParameters:
         return self.values[name]
 
     @property
+    def uses_default_model(self) -> bool:
+        """True when ``model`` is empty: the shipped default model (:mod:`hle_ros.default_model`)."""
+        return not self.values["model"]
+
+    @property
+    def model_path(self) -> str:
+        """The model file to load: ``model`` (``~`` expanded), or the shipped default model's path."""
+        if self.uses_default_model:
+            from hle_ros.default_model import find_default_model
+
+            found = find_default_model()
+            if found.path is None:
+                raise ParameterError(f"model: {found.missing_reason()}")
+            return str(found.path)
+        return str(Path(self.values["model"]).expanduser())
+
+    @property
     def input_size(self) -> tuple[int, int] | None:
+        """``(H, W)`` network input, or None for the image's own size; 0 x 0 with the default model is its
+        training size (:data:`hle_ros.default_model.DEFAULT_MODEL_INPUT_SIZE`)."""
         h, w = self.values["input_height"], self.values["input_width"]
+        if h == 0 and self.uses_default_model:
+            from hle_ros.default_model import DEFAULT_MODEL_INPUT_SIZE
+
+            return DEFAULT_MODEL_INPUT_SIZE
         return None if h == 0 else (h, w)
+
+    @property
+    def cameras(self) -> tuple[str, ...]:
+        """The camera names of a multi-camera node; () for the single-camera node."""
+        return tuple(self.values["cameras"])
 
     def decoder_config(self, model_decoder: DecoderConfig) -> DecoderConfig:
         """The model's decoder settings with every non-sentinel ``decoder.*`` parameter applied."""
@@ -352,8 +404,13 @@ def _cross_checks(v: Mapping[str, Any], bad: set[str], check_files: bool) -> lis
     if "model" in bad:
         pass
     elif not v["model"]:
-        errors.append("model: no model file given; set it, e.g. -p model:=/path/to/hle.pt "
-                      "(checkpoint) or .onnx")
+        if check_files:
+            from hle_ros.default_model import find_default_model
+
+            found = find_default_model()
+            if found.path is None:
+                errors.append(f"model: no model file given and {found.missing_reason()}; set it, e.g. "
+                              f"-p model:=/path/to/hle.pt (checkpoint) or .onnx")
     elif check_files and not Path(v["model"]).expanduser().is_file():
         errors.append(f"model: file not found: {v['model']!r}")
     if "device" not in bad and not _DEVICE_RE.match(v["device"]):
@@ -365,6 +422,14 @@ def _cross_checks(v: Mapping[str, Any], bad: set[str], check_files: bool) -> lis
         errors.append(f"input_height/input_width: set both or neither (0), got {h} x {w}")
     elif h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
         errors.append(f"input_height/input_width: must be multiples of {SIZE_MULTIPLE}, got {h} x {w}")
+    if "cameras" not in bad:
+        names = list(v["cameras"])
+        wrong = [n for n in names if not CAMERA_NAME_RE.match(n)]
+        if wrong:
+            errors.append(f"cameras: names must be ROS name tokens (a letter, then letters, digits, _), got {wrong}")
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            errors.append(f"cameras: each name once, got {dup} more than once")
     if not any(name.startswith("tracking.") for name in bad):
         try:
             NodeParameters(v).tracker_config()

@@ -3,7 +3,9 @@
 #
 #   1. .venv with `python3 -m venv` (CPython 3.11: the ROS 2 wheels are cp311 builds)
 #   2. pip install -r requirements.txt (torch, the ROS 2 Kilted wheels, the message generators, ...)
-#   3. the hle_ros messages from msg/*.msg: CMake configure/build/install into .venv (-DHLE_MSGS_ONLY=ON)
+#   3. the messages, CMake configure/build/install into .venv: vendor/vision_msgs (the vision_msgs interface,
+#      which has no PyPI wheel; a ROS 2 install uses its own) and the hle_ros messages from msg/*.msg
+#      (-DHLE_MSGS_ONLY=ON)
 #   4. pip install -e . (hle_core, hle_ros and the `hle` command, editable)
 #
 # Idempotent: a stamp in .venv holds a hash of every input of these steps; when it matches (and the packages
@@ -18,6 +20,7 @@ PY="$VENV/bin/python"
 STAMP="$VENV/.hle_setup.stamp"
 LOG="$VENV/hle_setup.log"
 BUILD="$ROOT/build/venv-msgs"
+BUILD_VISION="$ROOT/build/venv-vision-msgs"
 START=$SECONDS
 
 log() { printf '[setup] %s\n' "$*"; }
@@ -43,6 +46,7 @@ check_imports() {
 import os, sys
 import hle_core, hle_ros, hle_ros.msg
 from hle_ros.msg import PanopticInstance, PanopticSegmentation
+from vision_msgs.msg import Detection2DArray, LabelInfo
 src = os.path.join(sys.argv[1], "hle_ros", "__init__.py")
 if hle_ros.__file__ is None or not os.path.exists(src) or not os.path.samefile(hle_ros.__file__, src):
     sys.exit(f"hle_ros is imported from {hle_ros.__file__}, expected {src}")
@@ -51,7 +55,9 @@ PYEOF
 
 inputs_hash() {
   cd "$ROOT"
-  cat requirements.txt requirements-nodeps.txt CMakeLists.txt package.xml setup.py msg/*.msg scripts/setup_env.sh | sha256sum | cut -d' ' -f1
+  cat requirements.txt requirements-nodeps.txt CMakeLists.txt package.xml setup.py msg/*.msg scripts/setup_env.sh \
+    cmake/*.cmake vendor/vision_msgs/CMakeLists.txt vendor/vision_msgs/package.xml vendor/vision_msgs/msg/*.msg |
+    sha256sum | cut -d' ' -f1
 }
 
 cd "$ROOT"
@@ -68,7 +74,7 @@ if [[ "${HLE_SETUP_FORCE:-0}" != 1 && -x "$PY" && -f "$STAMP" && "$(cat "$STAMP"
     log "environment up to date ($VENV)"
     exit 0
   fi
-  log "stamp matches but hle_core / hle_ros / hle_ros.msg do not import as installed: setting up again"
+  log "stamp matches but hle_core / hle_ros / hle_ros.msg / vision_msgs.msg do not import as installed: setting up again"
 fi
 
 # ---- tools --------------------------------------------------------------------------------------------------
@@ -108,11 +114,22 @@ run_logged "pip install --no-deps -r requirements-nodeps.txt" \
 export PATH="$VENV/bin:$PATH"
 export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 # A build tree configured for another checkout (a moved or copied tree) cannot be reused.
-if [[ -f "$BUILD/CMakeCache.txt" ]] &&
-   ! grep -qxF "CMAKE_HOME_DIRECTORY:INTERNAL=$ROOT" "$BUILD/CMakeCache.txt"; then
-  log "removing $BUILD (configured for another source directory)"
-  rm -rf "$BUILD"
-fi
+for _tree in "$BUILD:$ROOT" "$BUILD_VISION:$ROOT/vendor/vision_msgs"; do
+  _dir="${_tree%%:*}"; _src="${_tree#*:}"
+  if [[ -f "$_dir/CMakeCache.txt" ]] &&
+     ! grep -qxF "CMAKE_HOME_DIRECTORY:INTERNAL=$_src" "$_dir/CMakeCache.txt"; then
+    log "removing $_dir (configured for another source directory)"
+    rm -rf "$_dir"
+  fi
+done
+# vision_msgs first: the same `from vision_msgs.msg import Detection2DArray` as on a ROS 2 install.
+run_logged "cmake configure (vendor/vision_msgs -> vision_msgs.msg)" \
+  cmake -S "$ROOT/vendor/vision_msgs" -B "$BUILD_VISION" \
+    -DCMAKE_INSTALL_PREFIX="$VENV" -DCMAKE_PREFIX_PATH="$VENV" \
+    -DHLE_WHEEL_FIX="$ROOT/cmake/hle_fix_wheel_python_include_dirs.cmake" \
+    -DPython3_EXECUTABLE="$PY" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF
+run_logged "cmake build (vision_msgs)" cmake --build "$BUILD_VISION" --parallel "$(nproc)"
+run_logged "cmake install (vision_msgs) into $VENV" cmake --install "$BUILD_VISION"
 run_logged "cmake configure (msg/*.msg -> hle_ros.msg)" \
   cmake -S "$ROOT" -B "$BUILD" \
     -DCMAKE_INSTALL_PREFIX="$VENV" -DCMAKE_PREFIX_PATH="$VENV" -DHLE_MSGS_ONLY=ON \
@@ -128,7 +145,7 @@ run_logged "pip install -e . (hle_core, hle_ros, the hle command)" \
 
 # ---- check and stamp ----------------------------------------------------------------------------------------
 check_imports ||
-  die "the installed environment does not import hle_core and hle_ros.msg (see $LOG)"
+  die "the installed environment does not import hle_core, hle_ros.msg and vision_msgs.msg (see $LOG)"
 [[ -x "$VENV/bin/hle" ]] || die "the hle command was not installed into $VENV/bin"
 echo "$HASH" >"$STAMP"
 log "environment ready in $((SECONDS - START)) s: $VENV (hle_core, hle_ros.msg, hle command)"

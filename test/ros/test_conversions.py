@@ -239,3 +239,71 @@ def test_build_panoptic_msg_all_void() -> None:
     res.embeddings = np.zeros((0,), np.float32)                  # as a decoder may hand back an empty array
     msg = build_panoptic_msg(Header(), res, street_class_table(), 12)
     assert len(msg.instances) == 0 and image_to_array(msg.labels).tolist() == [[0]]
+
+
+# --- vision_msgs and camera_info (issue 12) ---------------------------------------------------------------------
+def _result_with_things():
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        ids=np.array([7, 26000, 26001, 24000]), category_ids=np.array([7, 26, 26, 24]),
+        is_thing=np.array([False, True, True, True]), scores=np.array([0.9, 0.8, 0.55, 0.4], np.float32),
+        boxes=np.array([[0, 0, 9, 9], [2, 3, 5, 8], [10, 0, 10, 0], [1, 1, 2, 2]]),
+        track_ids=np.array([-1, 12, 4, -1]))
+
+
+def test_detections_are_the_thing_instances_with_track_ids() -> None:
+    pytest.importorskip("vision_msgs.msg", reason="vision_msgs not built (make setup)")
+    from hle_ros.conversions import build_detections_msg
+
+    h = Header(frame_id="cam")
+    h.stamp.sec = 5
+    msg = build_detections_msg(h, _result_with_things())
+    assert msg.header == h and len(msg.detections) == 3                  # the stuff segment has no detection
+    got = [(d.id, d.results[0].hypothesis.class_id, round(d.results[0].hypothesis.score, 4),
+            d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.size_x, d.bbox.size_y, d.bbox.center.theta)
+           for d in msg.detections]
+    assert got == [("12", "26", 0.8, 3.5, 5.5, 4.0, 6.0, 0.0),           # inclusive box 2..5 x 3..8
+                   ("4", "26", 0.55, 10.0, 0.0, 1.0, 1.0, 0.0),          # a single pixel
+                   ("", "24", 0.4, 1.5, 1.5, 2.0, 2.0, 0.0)]             # untracked: empty id
+    assert all(d.header == h and len(d.results) == 1 for d in msg.detections)
+
+
+def test_label_info_is_the_class_table() -> None:
+    pytest.importorskip("vision_msgs.msg", reason="vision_msgs not built (make setup)")
+    from hle_ros.conversions import build_label_info_msg
+
+    classes = street_class_table()
+    msg = build_label_info_msg(Header(frame_id="x"), classes, 0.25)
+    assert [(c.class_id, c.class_name) for c in msg.class_map] == list(zip(classes.ids, classes.names))
+    assert msg.threshold == pytest.approx(0.25) and msg.header.frame_id == "x"
+
+
+def _info(width: int, height: int):
+    from sensor_msgs.msg import CameraInfo
+
+    info = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
+    info.k = [500.0, 0.0, 319.5, 0.0, 480.0, 239.5, 0.0, 0.0, 1.0]
+    info.p = [500.0, 0.0, 319.5, -25.0, 0.0, 480.0, 239.5, 0.0, 0.0, 0.0, 1.0, 0.0]
+    info.d = [0.1, -0.2, 0.0, 0.0, 0.01]
+    info.roi.x_offset, info.roi.width = 64, 320
+    return info
+
+
+def test_camera_info_copied_at_the_same_size_and_scaled_at_another() -> None:
+    from hle_ros.conversions import camera_info_for_labels
+
+    h = Header(frame_id="cam")
+    h.stamp.sec = 9
+    same = camera_info_for_labels(_info(640, 480), h, 640, 480)
+    assert same.header == h and (same.width, same.height) == (640, 480)
+    assert list(same.k) == list(_info(640, 480).k) and list(same.p) == list(_info(640, 480).p)
+    half = camera_info_for_labels(_info(640, 480), h, 320, 240)        # labels at half the calibrated size
+    assert (half.width, half.height) == (320, 240) and half.distortion_model == "plumb_bob"
+    # pixel centres at integers: c' = (c + 0.5) s - 0.5, so the image centre stays the image centre
+    np.testing.assert_allclose(half.k, [250.0, 0.0, 159.5, 0.0, 240.0, 119.5, 0.0, 0.0, 1.0])
+    np.testing.assert_allclose(half.p, [250.0, 0.0, 159.5, -12.5, 0.0, 240.0, 119.5, 0.0, 0.0, 0.0, 1.0, 0.0])
+    np.testing.assert_allclose(half.d, [0.1, -0.2, 0.0, 0.0, 0.01])     # distortion: normalised coordinates
+    assert (half.roi.x_offset, half.roi.width) == (32, 160)
+    uncalibrated = camera_info_for_labels(_info(0, 0), h, 100, 50)     # no size: nothing to scale from
+    assert (uncalibrated.width, uncalibrated.height) == (100, 50) and list(uncalibrated.k) == list(_info(0, 0).k)

@@ -325,7 +325,7 @@ def test_invalid_parameters_are_refused_at_start(tmp_path: Path) -> None:
     assert rc != 0
     assert "backend: expected one of ['auto', 'tensorrt', 'onnxruntime', 'torch'], got 'tensorflow'" in text
     assert "qos.depth: expected a value in [1, 1000], got 0" in text
-    assert "model: no model file given" in text
+    assert "model:" not in text                          # no model given: the shipped default, not an error
 
 
 def test_unloadable_model_is_refused_at_start(tmp_path: Path) -> None:

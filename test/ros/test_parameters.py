@@ -65,11 +65,51 @@ def test_defaults_are_valid_once_a_model_is_given(model_file: str) -> None:
     assert p.tracker_config() == TrackerConfig()
 
 
-def test_model_is_required_and_must_exist(tmp_path: Path) -> None:
-    with pytest.raises(ParameterError, match="model: no model file given"):
-        validate_parameters({})
+def test_explicit_model_must_exist(tmp_path: Path) -> None:
     with pytest.raises(ParameterError, match="model: file not found: '.*nope.pt'"):
         validate_parameters({"model": str(tmp_path / "nope.pt")})
+
+
+def test_empty_model_is_the_shipped_default_at_its_training_size() -> None:
+    from hle_ros.default_model import DEFAULT_MODEL_INPUT_SIZE, find_default_model
+
+    p = validate_parameters({})
+    assert p.uses_default_model and Path(p.model_path) == find_default_model().path
+    assert Path(p.model_path).is_file() and Path(p.model_path).name == "hle_street.pt"
+    assert p.input_size == DEFAULT_MODEL_INPUT_SIZE == (256, 512) and p["resize_mode"] == "letterbox"
+    # an explicit input size, or an explicit model, is taken as given
+    assert validate_parameters({"input_height": 128, "input_width": 256}).input_size == (128, 256)
+    assert validate_parameters({"model": p.model_path}).input_size is None
+
+
+def test_default_model_lookup_order_and_missing_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hle_ros import default_model as dm
+
+    share, checkout, empty = tmp_path / "share" / "models", tmp_path / "checkout" / "models", tmp_path / "none"
+    for d in (share, checkout):
+        d.mkdir(parents=True)
+        (d / dm.DEFAULT_MODEL_FILE).write_bytes(b"x")
+    found = dm.find_default_model([("ament index", share), ("source checkout", checkout)])
+    assert found.path == share / dm.DEFAULT_MODEL_FILE and found.source == "ament index"
+    found = dm.find_default_model([("ament index", empty), ("source checkout", checkout)])
+    assert found.path == checkout / dm.DEFAULT_MODEL_FILE and found.source == "source checkout"
+    assert found.searched == (empty / dm.DEFAULT_MODEL_FILE, checkout / dm.DEFAULT_MODEL_FILE)
+    # nothing anywhere: the empty model parameter is a configure error naming every place looked at
+    monkeypatch.setattr(dm, "default_model_candidates", lambda: [("ament index", empty)])
+    with pytest.raises(ParameterError, match=r"model: no model file given and the shipped default model "
+                                             r"hle_street.pt was not found \(looked in: .*none/hle_street.pt\)"):
+        validate_parameters({})
+
+
+def test_cameras_are_ros_names_given_once(model_file: str) -> None:
+    assert validate_parameters({"model": model_file, "cameras": None}).cameras == ()      # YAML [] arrives as None
+    assert validate_parameters({"model": model_file, "cameras": ["front", "left"]}).cameras == ("front", "left")
+    with pytest.raises(ParameterError) as err:
+        validate_parameters({"model": model_file, "cameras": ["front", "front", "2nd", "a/b"]})
+    assert "cameras: names must be ROS name tokens" in str(err.value) and "['2nd', 'a/b']" in str(err.value)
+    assert "cameras: each name once, got ['front']" in str(err.value)
+    with pytest.raises(ParameterError, match="cameras: expected a list of names"):
+        validate_parameters({"model": model_file, "cameras": "front"})
 
 
 def test_integers_are_accepted_for_floats(model_file: str) -> None:
@@ -120,9 +160,10 @@ def test_resize_mode_rules(model_file: str) -> None:
         validate_parameters({"model": model_file, "resize_mode": "Letterbox"})
 
 
-def test_all_errors_are_reported_at_once() -> None:
+def test_all_errors_are_reported_at_once(tmp_path: Path) -> None:
     with pytest.raises(ParameterError) as info:
-        validate_parameters({"backend": "x", "qos.depth": 0, "bogus": 1, "device": "tpu"})
+        validate_parameters({"backend": "x", "qos.depth": 0, "bogus": 1, "device": "tpu",
+                             "model": str(tmp_path / "missing.pt")})
     text = str(info.value)
     for fragment in ("unknown parameter(s) ['bogus']", "backend:", "qos.depth:", "device:", "model:"):
         assert fragment in text

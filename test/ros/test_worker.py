@@ -107,3 +107,60 @@ def test_concurrent_submitters_lose_nothing_uncounted(n_threads: int) -> None:
     assert w.stop(1.0)
     # every submitted item was either processed or reported dropped, exactly once
     assert sorted(processed + dropped) == sorted(k * 1000 + j for k in range(n_threads) for j in range(500))
+
+
+def test_batch_worker_takes_the_newest_frame_of_every_camera_as_one_batch() -> None:
+    from hle_ros.worker import BatchInferenceWorker
+
+    gate, started = threading.Event(), threading.Event()
+    batches, dropped, errors = [], [], []
+
+    def process(batch: list[tuple[int, int]]) -> None:
+        batches.append(batch)
+        started.set()
+        gate.wait(5)
+        if batch == [(1, 9)]:
+            raise RuntimeError("boom")
+
+    w = BatchInferenceWorker(2, lambda item: item[0], process, lambda b, e: errors.append((b, str(e))),
+                             dropped.append, window_s=1.0)
+    w.start()
+    w.submit((0, 1))
+    w.submit((1, 1))                        # the second camera arrives inside the window: one batch, at once
+    assert started.wait(0.5), "a full set must not wait for the window"
+    started.clear()
+    for k in (2, 3):                        # while busy: camera 0 sends 2 and 3 (2 dropped), camera 1 sends 2
+        w.submit((0, k))
+    w.submit((1, 2))
+    assert w.pending and w.busy
+    gate.set()
+    deadline = time.monotonic() + 5
+    while len(batches) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert batches == [[(0, 1), (1, 1)], [(0, 3), (1, 2)]] and dropped == [(0, 2)]
+    gate.clear()
+    t0 = time.monotonic()
+    w.submit((1, 9))                        # only one camera: processed after the window, then fails
+    gate.set()
+    while not errors and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert time.monotonic() - t0 >= 0.9 and errors == [([(1, 9)], "boom")]
+    w.submit((0, 10))
+    w.submit((1, 10))
+    while len(batches) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert batches[-1] == [(0, 10), (1, 10)] and w.alive    # the thread survived the error
+    assert w.stop(1.0) and not w.alive
+
+
+def test_batch_worker_stop_discards_waiting_frames() -> None:
+    from hle_ros.worker import BatchInferenceWorker
+
+    seen = []
+    w = BatchInferenceWorker(3, lambda item: item, seen.append, lambda b, e: None, window_s=5.0)
+    w.start()
+    w.submit(0)                             # waits for cameras 1 and 2 (window 5 s)
+    time.sleep(0.05)
+    assert w.stop(1.0) and seen == []
+    with pytest.raises(ValueError):
+        BatchInferenceWorker(0, lambda item: 0, seen.append, lambda b, e: None)

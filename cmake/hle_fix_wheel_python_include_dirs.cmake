@@ -1,0 +1,37 @@
+# Included by CMakeLists.txt and by vendor/vision_msgs/CMakeLists.txt (the PyPI setup passes its path).
+# ROS 2 wheels from PyPI export <pkg>::<pkg>__rosidl_generator_py targets whose include path is the one of the
+# machine they were built on (/opt/python/cp311-cp311/...). Where such a path is missing here, point the target
+# at this interpreter's Python and NumPy headers. On a real ROS install the paths exist and nothing changes.
+# (The IMPORTED_TARGETS directory property needs CMake >= 3.21; the wheels' case, Debian 12, has 3.25.)
+function(hle_fix_wheel_python_include_dirs)
+  get_directory_property(_imported IMPORTED_TARGETS)
+  set(_fixed "")
+  foreach(_target IN LISTS _imported)
+    if(NOT _target MATCHES "__rosidl_generator_py$")
+      continue()
+    endif()
+    get_target_property(_dirs ${_target} INTERFACE_INCLUDE_DIRECTORIES)
+    if(NOT _dirs)
+      continue()
+    endif()
+    set(_missing FALSE)
+    foreach(_dir IN LISTS _dirs)
+      if(NOT _dir MATCHES "^\\$<" AND NOT IS_DIRECTORY "${_dir}")
+        set(_missing TRUE)
+      endif()
+    endforeach()
+    if(_missing)
+      if(NOT Python3_NumPy_INCLUDE_DIRS)
+        find_package(Python3 REQUIRED COMPONENTS Interpreter Development NumPy)
+      endif()
+      set_target_properties(${_target} PROPERTIES
+        INTERFACE_INCLUDE_DIRECTORIES "${Python3_INCLUDE_DIRS};${Python3_NumPy_INCLUDE_DIRS}")
+      list(APPEND _fixed ${_target})
+    endif()
+  endforeach()
+  if(_fixed)
+    message(STATUS "hle_ros: Python/NumPy include dirs of ${_fixed} reset to "
+      "${Python3_INCLUDE_DIRS};${Python3_NumPy_INCLUDE_DIRS} (built-in paths missing here)")
+  endif()
+endfunction()
+hle_fix_wheel_python_include_dirs()
