@@ -8,6 +8,10 @@ The paper (§4.2) reports, on a V100 at 1024×2048: network 91 ms, post-processi
   constructed output map with ``--instances`` instances over three stuff bands (noisy embeddings and seed
   bumps, so NMS, merging and masks have realistic work to do).
 
+``full`` is the decoder's default full mode (since issue 15 the bounded coarse-to-fine decoder of
+``hle_core.decoding.refine``). These inputs are a random network's output and a constructed map: for the
+shipped trained model's real outputs, per decode stage, use ``bench/bench_decode_trained.py``.
+
 Medians of ``--repeats`` timed runs after ``--warmup`` untimed ones, under ``torch.inference_mode()``. Example::
 
     OMP_NUM_THREADS=2 PYTHONPATH=. .venv/bin/python bench/bench_decode.py --sizes 512x1024 --repeats 5
@@ -160,7 +164,7 @@ def print_row(row: dict, args: argparse.Namespace) -> None:
     print(f"  {'input':<26}{'mode':<6}{'decode ms':>11}{'/network':>10}{'segments':>10}{'instances':>11}")
     if net is not None:
         print(f"  {'network forward':<26}{'':<6}{net:>11.1f}{1.0:>10.2f}")
-    for key, name in (("network_output", "untrained network output"), ("constructed", f"{args.instances} instances")):
+    for key, name in (("network_output", "random network output"), ("constructed", f"{args.instances} instances")):
         for mode, r in row.get(key, {}).items():
             ratio = f"{r['ms'] / net:>10.2f}" if net else f"{'-':>10}"
             print(f"  {name:<26}{mode:<6}{r['ms']:>11.1f}{ratio}{r['segments']:>10}{r['instances']:>11}")

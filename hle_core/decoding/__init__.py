@@ -2,6 +2,7 @@
 from .fast import downsample_outputs, upsample_labels, window_pixel_counts
 from .instances import instance_masks, kernel_features, kernel_weights
 from .panoptic import DecoderInputError, SegmentLabels, decode_batch, decode_panoptic, label_segments, variant_inputs
+from .refine import COARSE_FACTOR, border_cells, cell_pixels, label_segments_refined, neighbourhood_masks
 from .result import PanopticResult
 from .seeds import find_seeds, greedy_suppression, merge_seeds, window_max
 from .segments import filter_small_segments, number_instances, segment_statistics
@@ -11,5 +12,6 @@ __all__ = [
     "PanopticResult", "DecoderInputError", "decode_panoptic", "decode_batch", "variant_inputs", "label_segments", "SegmentLabels",
     "assign_semantics", "find_seeds", "merge_seeds", "greedy_suppression", "instance_masks", "stuff_pixels",
     "filter_small_segments", "number_instances", "segment_statistics", "downsample_outputs", "upsample_labels",
-    "window_pixel_counts", "kernel_features", "kernel_weights", "window_max",
+    "window_pixel_counts", "kernel_features", "kernel_weights", "window_max", "COARSE_FACTOR", "border_cells",
+    "cell_pixels", "label_segments_refined", "neighbourhood_masks",
 ]

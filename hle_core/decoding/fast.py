@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["downsample_outputs", "window_pixel_counts", "upsample_labels"]
+__all__ = ["downsample_outputs", "window_pixel_counts", "upsample_labels", "unit_rows"]
 
 
 def downsample_outputs(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spatial: torch.Tensor,
@@ -29,8 +29,13 @@ def downsample_outputs(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spati
         return F.avg_pool2d(x, factor, stride=factor, ceil_mode=partial)
 
     mean = pool(embedding)                                                          # D x h x w
-    return (F.normalize(mean, dim=0, eps=1e-12), pool(sigma[None])[0], pool(sigma_spatial[None])[0],
-            pool(seed[None])[0], mean)
+    return (unit_rows(mean), pool(sigma[None])[0], pool(sigma_spatial[None])[0], pool(seed[None])[0], mean)
+
+
+def unit_rows(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """``F.normalize(x, dim=0, eps=eps)`` for a ``(D, ...)`` map, as a sum of squares over the leading axis
+    (``torch.linalg.vector_norm`` over a non-contiguous axis is ~25× slower on CPU)."""
+    return x / x.pow(2).sum(0).sqrt().clamp_min(eps)
 
 
 def window_pixel_counts(size: tuple[int, int], factor: int, device: torch.device | str | None = None) -> torch.Tensor:

@@ -10,6 +10,10 @@
 6. :func:`~.segments.filter_small_segments` / :func:`~.segments.number_instances` — minimum areas, ids;
 7. fast mode (:mod:`.fast`) — decode on an average-pooled map, upsample the labels.
 
+The full mode decides steps 1, 4 and 5 on cells of ``coarse_factor`` × ``coarse_factor`` pixels and re-decides
+every pixel of a cell that borders another segment at full resolution (:mod:`.refine`): its cost per pixel is
+bounded whatever the number of seeds; ``coarse_factor=1`` decides every pixel on its own (the exact decoder).
+
 The device comes from the inputs; the same code runs on CPU and CUDA with a handful of host syncs per image
 (candidate count, merge convergence, kept seeds, thing pixels, kept segments), none per seed or per pixel.
 """
@@ -26,6 +30,7 @@ from hle_core.kernels import class_logits, pixel_coordinates
 
 from .fast import downsample_outputs, upsample_labels, window_pixel_counts
 from .instances import instance_masks
+from .refine import COARSE_FACTOR, label_segments_refined
 from .result import PanopticResult
 from .seeds import find_seeds, merge_seeds
 from .segments import filter_small_segments, number_instances, segment_statistics
@@ -119,7 +124,8 @@ def label_segments(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spatial: 
 def decode_panoptic(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spatial: torch.Tensor, seed: torch.Tensor,
                     class_means: torch.Tensor, class_sigma: torch.Tensor, classes: ClassTable, cfg: DecoderConfig,
                     coord_scale: float, input_stride: float = 1.0, *,
-                    semantic_logits: torch.Tensor | None = None) -> PanopticResult:
+                    semantic_logits: torch.Tensor | None = None,
+                    coarse_factor: int = COARSE_FACTOR) -> PanopticResult:
     """Panoptic segmentation of ONE image from its hierarchical embeddings (§3.5).
 
     With ``cfg.fast_downsample`` = f > 1 the maps are average-pooled by f (embedding renormalised), decoded
@@ -136,6 +142,9 @@ def decode_panoptic(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spatial:
         coord_scale: ρ = pixel coordinate / coord_scale (``ModelConfig.coord_scale``).
         input_stride: input pixels per map cell (1 when the maps are at input resolution).
         semantic_logits: optional ``(K, H, W)`` (Table 6 separate semantic branch); replaces eq. 9's logits.
+        coarse_factor: full mode only: cells of this many pixels a side decide ψ and Φ, border cells are
+            re-decided per pixel (:mod:`.refine`, bounded cost); 1 decides every pixel on its own (exact §3.5).
+            Maps smaller than two cells a side are decoded exactly.
     Returns:
         :class:`PanopticResult` at ``(H, W)`` on the device of ``embedding``.
     Raises:
@@ -151,8 +160,15 @@ def decode_panoptic(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spatial:
     dev = embedding.device
     is_thing_class = torch.tensor(classes.thing_mask, dtype=torch.bool, device=dev)
     f = cfg.fast_downsample
+    if not isinstance(coarse_factor, int) or coarse_factor < 1:
+        raise ConfigError(f"coarse_factor must be an int >= 1, got {coarse_factor!r}")
+    cf = coarse_factor if f == 1 and h >= 2 * coarse_factor and w >= 2 * coarse_factor else 1
 
-    if f > 1:                                                              # step 7: fast mode
+    if cf > 1:                                                             # full mode, coarse + refined borders
+        labels = label_segments_refined(embedding, sigma, sigma_spatial, seed, class_means, class_sigma,
+                                        is_thing_class, cfg, coord_scale, input_stride, semantic_logits, cf)
+        areas, boxes, embeddings = labels.areas, labels.boxes, labels.embeddings
+    elif f > 1:                                                              # step 7: fast mode
         e_unit, *small_maps, e_mean = downsample_outputs(embedding, sigma, sigma_spatial, seed, f)
         small_logits = None if semantic_logits is None else F.avg_pool2d(semantic_logits, f, f, ceil_mode=True)
         labels = label_segments(e_unit, *small_maps, class_means, class_sigma, is_thing_class, cfg, coord_scale,
@@ -175,7 +191,12 @@ def decode_panoptic(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spatial:
     ids = torch.where(valid, ids, torch.full_like(ids, VOID_ID))           # M: slot → panoptic id
     rows = valid.nonzero().squeeze(1)
     rows = rows[torch.argsort(ids[rows])]                                   # segments by ascending id
-    panoptic, semantic = ids.to(torch.int32)[labels.segment_map], labels.semantic
+    if cf > 1:                                                             # label cells, then border pixels
+        panoptic = upsample_labels(ids.to(torch.int32)[labels.slot_cells], (h, w), cf)
+        panoptic.view(-1)[labels.border_pixels] = ids.to(torch.int32)[labels.slot_border]
+        semantic = labels.semantic
+    else:
+        panoptic, semantic = ids.to(torch.int32)[labels.segment_map], labels.semantic
     if f > 1:
         panoptic, semantic = upsample_labels(panoptic, (h, w), f), upsample_labels(semantic, (h, w), f)
     return PanopticResult(
@@ -222,7 +243,8 @@ def variant_inputs(outputs: Mapping[str, torch.Tensor], decode_params: Mapping[s
 
 def decode_batch(outputs: Mapping[str, torch.Tensor], decode_params: Mapping[str, torch.Tensor],
                  classes: ClassTable, cfg: DecoderConfig, coord_scale: float,
-                 input_stride: float = 1.0, *, split_embedding: bool = False) -> list[PanopticResult]:
+                 input_stride: float = 1.0, *, split_embedding: bool = False,
+                 coarse_factor: int = COARSE_FACTOR) -> list[PanopticResult]:
     """:func:`decode_panoptic` for every image of a network output batch.
 
     Args:
@@ -248,7 +270,8 @@ def decode_batch(outputs: Mapping[str, torch.Tensor], decode_params: Mapping[str
     return [
         decode_panoptic(batch["embedding"][b], batch["sigma"][b], batch["sigma_spatial"][b], batch["seed"][b],
                         decode_params["class_means"], decode_params["class_sigma"], classes, cfg, coord_scale,
-                        input_stride, semantic_logits=None if logits is None else logits[b])
+                        input_stride, semantic_logits=None if logits is None else logits[b],
+                        coarse_factor=coarse_factor)
         for b in range(batch["embedding"].shape[0])
     ]
 

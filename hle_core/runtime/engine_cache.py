@@ -42,7 +42,7 @@ log = logging.getLogger("hle_core.runtime")
 SIDECAR_FORMAT = "hle-engine"
 SIDECAR_VERSION = 1
 FILE_RECORD_FORMAT = "hle-cached-file"
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 class EngineCacheError(RuntimeError):

@@ -348,7 +348,8 @@ def onnx_io_shapes(path_or_proto: str | Path | Any) -> tuple[dict[str, tuple], d
 # --- TensorRT ------------------------------------------------------------------------------------
 def build_tensorrt_engine(onnx_path: str | Path, *, fp16: bool = False, workspace_mb: int = 1024,
                           profile: ProfileShapes | None = None, trt: ModuleType | None = None,
-                          verbose: bool = False) -> bytes:
+                          verbose: bool = False, int8: bool = False,
+                          calibration_cache: str | Path | None = None) -> bytes:
     """Build a serialized TensorRT engine from an ONNX file with the TensorRT Python API.
 
     Args:
@@ -358,6 +359,11 @@ def build_tensorrt_engine(onnx_path: str | Path, *, fp16: bool = False, workspac
         profile: optimisation profile of ``images``; required when the input has a dynamic axis, ignored
             (apart from a consistency check) when it is static.
         trt: the ``tensorrt`` module (tests inject a double); imported when None.
+        int8: set ``BuilderFlag.INT8``: for a QDQ file (``hle export onnx --int8``, explicit quantization) the
+            scales come from its Q/DQ nodes; for an fp32 file ``calibration_cache`` is required.
+        calibration_cache: a TensorRT calibration cache (:func:`hle_core.runtime.quantize.quantize_onnx`
+            writes ``<int8>.onnx.calibration.cache``, same ranges as the QDQ file); handed to the builder
+            through a calibrator that only reads it (implicit quantization of the fp32 graph). Implies int8.
     Returns:
         The serialized engine (``bytes``).
     Raises:
@@ -386,6 +392,18 @@ def build_tensorrt_engine(onnx_path: str | Path, *, fp16: bool = False, workspac
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    if calibration_cache is not None:
+        from .tensorrt_backend import cache_calibrator
+
+        config.set_flag(trt.BuilderFlag.INT8)
+        config.int8_calibrator = cache_calibrator(trt, Path(calibration_cache))
+    elif int8:
+        from .quantize import QUANTIZATION_KEY
+
+        if QUANTIZATION_KEY not in read_onnx_metadata(onnx_path).props:
+            raise ValueError(f"int8 TensorRT build of the fp32 graph {onnx_path} needs a calibration cache "
+                             f"(hle export onnx --int8 writes one), or pass the int8 (QDQ) export instead")
+        config.set_flag(trt.BuilderFlag.INT8)
     if fp16:
         if not builder.platform_has_fast_fp16:
             log.warning("FP16 requested but this GPU has no fast FP16; building with the flag anyway")
@@ -412,5 +430,6 @@ def build_tensorrt_engine(onnx_path: str | Path, *, fp16: bool = False, workspac
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise TensorRTBuildError(f"TensorRT {trt.__version__} failed to build an engine from {onnx_path} "
-                                 f"(fp16={fp16}, workspace={workspace_mb} MiB); see the TensorRT log above")
+                                 f"(fp16={fp16}, int8={int8 or calibration_cache is not None}, "
+                                 f"workspace={workspace_mb} MiB); see the TensorRT log above")
     return bytes(serialized)

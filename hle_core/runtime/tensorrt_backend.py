@@ -28,7 +28,7 @@ from .export import INPUT_NAME, ProfileShapes, build_tensorrt_engine, info_from_
 
 __all__ = ["TensorRTBackend", "EngineMismatchError", "EngineIOMismatchError", "import_tensorrt",
            "check_engine_io", "engine_io_shapes", "running_environment", "ForeignEngineError", "resolve_profile",
-           "engine_key", "export_engine", "DEFAULT_DYNAMIC_PROFILE"]
+           "engine_key", "export_engine", "DEFAULT_DYNAMIC_PROFILE", "cache_calibrator"]
 
 log = logging.getLogger("hle_core.runtime")
 
@@ -112,13 +112,54 @@ def resolve_profile(onnx_input_shape: tuple, profile: ProfileShapes | None = Non
 
 
 def engine_key(onnx_path: str | Path, trt: ModuleType, device: torch.device, *, fp16: bool, workspace_mb: int,
-               profile: ProfileShapes) -> EngineKey:
-    """The :class:`EngineKey` of building ``onnx_path`` here with these settings."""
+               profile: ProfileShapes, int8: bool = False) -> EngineKey:
+    """The :class:`EngineKey` of building ``onnx_path`` here with these settings (``int8`` wins over fp16)."""
     env = running_environment(trt, device)
     return EngineKey(tensorrt_version=env["tensorrt_version"], gpu_name=env["gpu_name"],
                      compute_capability=env["compute_capability"], onnx_sha256=file_sha256(onnx_path),
-                     precision="fp16" if fp16 else "fp32", input_shapes=(profile.min, profile.opt, profile.max),
-                     workspace_mb=int(workspace_mb))
+                     precision="int8" if int8 else ("fp16" if fp16 else "fp32"),
+                     input_shapes=(profile.min, profile.opt, profile.max), workspace_mb=int(workspace_mb))
+
+
+def cache_calibrator(trt: ModuleType, cache_path: str | Path) -> Any:
+    """A ``trt.IInt8EntropyCalibrator2`` that only reads the calibration cache at ``cache_path``.
+
+    TensorRT asks ``read_calibration_cache()`` first and, given ranges, never asks for a batch; the cache is
+    the text written by :func:`hle_core.runtime.quantize.tensorrt_calibration_cache` (checked here, so a
+    wrong file fails before a build). ``get_batch`` returns None ("no more data") should TensorRT ask anyway.
+
+    Raises:
+        FileNotFoundError: no such file. QuantizationError: not a TensorRT calibration cache.
+    """
+    from .quantize import TENSORRT_CALIBRATOR, read_tensorrt_calibration_cache
+
+    path = Path(cache_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"TensorRT calibration cache not found: {path}")
+    data = path.read_bytes()
+    header, scales = read_tensorrt_calibration_cache(data)
+    if not header.endswith(TENSORRT_CALIBRATOR):
+        log.warning(f"{path}: calibration cache header {header!r} is not {TENSORRT_CALIBRATOR}; TensorRT may ignore it")
+    base = trt.IInt8EntropyCalibrator2
+
+    class CacheCalibrator(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            base.__init__(self)
+            self.cache, self.path, self.num_tensors = data, path, len(scales)
+
+        def get_batch_size(self) -> int:
+            return 1
+
+        def get_batch(self, names, p_str=None):                 # noqa: ARG002 - TensorRT's signature
+            return None
+
+        def read_calibration_cache(self) -> bytes:
+            return self.cache
+
+        def write_calibration_cache(self, cache) -> None:       # noqa: ARG002 - the cache is ours, read-only
+            return None
+
+    return CacheCalibrator()
 
 
 def _io_lists(inputs: dict[str, tuple], outputs: dict[str, tuple]) -> dict[str, dict[str, list[int]]]:
@@ -127,8 +168,13 @@ def _io_lists(inputs: dict[str, tuple], outputs: dict[str, tuple]) -> dict[str, 
 
 def export_engine(onnx_path: str | Path, out: str | Path, *, fp16: bool = False, workspace_mb: int = 1024,
                   profile: ProfileShapes | None = None, device: str | torch.device = "cuda",
-                  trt: ModuleType | None = None, verbose: bool = False) -> tuple[Path, EngineKey]:
-    """``hle export tensorrt``: build an engine for ``onnx_path`` and write it to ``out`` with its sidecar."""
+                  trt: ModuleType | None = None, verbose: bool = False, int8: bool = False,
+                  calibration_cache: str | Path | None = None) -> tuple[Path, EngineKey]:
+    """``hle export tensorrt``: build an engine for ``onnx_path`` and write it to ``out`` with its sidecar.
+
+    ``int8`` / ``calibration_cache``: as :func:`~hle_core.runtime.export.build_tensorrt_engine` (precision
+    ``int8`` in the engine key)."""
+    int8 = int8 or calibration_cache is not None
     trt = trt if trt is not None else import_tensorrt()
     device = _require_cuda(device)
     onnx_path = Path(onnx_path)
@@ -137,8 +183,9 @@ def export_engine(onnx_path: str | Path, out: str | Path, *, fp16: bool = False,
     in_shape = inputs[INPUT_NAME]
     profile = resolve_profile(in_shape, profile)
     engine = build_tensorrt_engine(onnx_path, fp16=fp16, workspace_mb=workspace_mb,
-                                   profile=profile if any(v < 0 for v in in_shape) else None, trt=trt, verbose=verbose)
-    key = engine_key(onnx_path, trt, device, fp16=fp16, workspace_mb=workspace_mb, profile=profile)
+                                   profile=profile if any(v < 0 for v in in_shape) else None, trt=trt, verbose=verbose,
+                                   int8=int8, calibration_cache=calibration_cache)
+    key = engine_key(onnx_path, trt, device, fp16=fp16, workspace_mb=workspace_mb, profile=profile, int8=int8)
     path = write_engine(out, engine, key, metadata=info.props, onnx_io=_io_lists(inputs, outputs),
                         onnx_path=onnx_path.resolve())
     return path, key
@@ -253,11 +300,12 @@ class TensorRTBackend(Backend):
         info = read_onnx_metadata(onnx_path)
         inputs, outputs = onnx_io_shapes(onnx_path)
         profile = resolve_profile(inputs[INPUT_NAME], profile, input_size, default=DEFAULT_DYNAMIC_PROFILE)
-        key = engine_key(onnx_path, trt, device, fp16=fp16, workspace_mb=workspace_mb, profile=profile)
+        int8 = "hle.quantization" in info.props            # a QDQ export (hle export onnx --int8): INT8 engine
+        key = engine_key(onnx_path, trt, device, fp16=fp16, workspace_mb=workspace_mb, profile=profile, int8=int8)
         cache = EngineCache(cache_dir)
         path, built = cache.get_or_build(
             key, lambda: build_tensorrt_engine(onnx_path, fp16=fp16, workspace_mb=workspace_mb, profile=profile,
-                                               trt=trt),
+                                               trt=trt, int8=int8),
             metadata=info.props, onnx_io=_io_lists(inputs, outputs), onnx_path=onnx_path.resolve(),
             stem=onnx_path.stem, force_rebuild=force_rebuild)
         backend = cls(path, device=device, expected_key=key, trt=trt)

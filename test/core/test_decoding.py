@@ -38,8 +38,10 @@ from hle_core.decoding import (
     window_pixel_counts,
 )
 from hle_core.decoding import instances as instances_module
+from hle_core.decoding import refine as refine_module
+from hle_core.decoding import (COARSE_FACTOR, border_cells, cell_pixels, neighbourhood_masks)
 from hle_core.decoding import semantic as semantic_module
-from hle_core.kernels import instance_kernel
+from hle_core.kernels import class_logits, instance_kernel
 
 CLASSES = street_class_table()
 K = len(CLASSES)
@@ -536,3 +538,113 @@ def test_split_embedding_variant_decodes_semantics_from_first_half_and_instances
     assert (res.panoptic[:, : w // 2] == 7).all() and (res.panoptic[:, w // 2:] == 23).all()
     unchanged, _ = variant_inputs(maps, params, split_embedding=False)
     assert unchanged["embedding"] is maps["embedding"] and "semantic_logits" not in unchanged
+
+
+# ---------------------------------------------------------------------------------------------------
+# full decode at bounded cost (issue 15): coarse cells, full-resolution refinement at borders
+def test_refined_full_decode_equals_the_exact_decoder_on_a_street_scene():
+    assert COARSE_FACTOR > 1
+    scene = _street_scene(126, 250, scale=2)                          # not multiples of 4: partial cells
+    scene.add_stuff(slice(10, 12), slice(20, 240), "sidewalk")         # a 2-px strip, thinner than a cell
+    scene.add_instance(slice(200, 240), slice(300, 303), "person", direction=3, score=0.97, seed_radius=2.0)
+    exact = scene.decode(coarse_factor=1)
+    refined = scene.decode()                                           # the default: coarse + refinement
+    np.testing.assert_array_equal(refined.panoptic.numpy(), exact.panoptic.numpy())
+    np.testing.assert_array_equal(refined.panoptic.numpy(), scene.expected_panoptic())
+    np.testing.assert_array_equal(refined.semantic.numpy(), exact.semantic.numpy())
+    for name in ("ids", "category_ids", "is_thing", "areas", "boxes"):
+        assert torch.equal(getattr(refined, name), getattr(exact, name)), name
+    torch.testing.assert_close(refined.scores, exact.scores)
+    torch.testing.assert_close(refined.embeddings, exact.embeddings)
+    _check_consistency(refined, scene.embedding)
+    with pytest.raises(ValueError, match="coarse_factor"):
+        scene.decode(coarse_factor=0)
+
+
+def test_refined_decode_keeps_instance_borders_exact_between_touching_instances():
+    scene = Scene(64, 96)
+    scene.add_instance(slice(10, 50), slice(5, 47), "car", 0, score=0.9, seed_radius=4.0)
+    scene.add_instance(slice(10, 50), slice(47, 90), "car", 2, score=0.8, seed_radius=4.0)   # border inside a cell
+    res = scene.decode(coarse_factor=8)
+    np.testing.assert_array_equal(res.panoptic.numpy(), scene.expected_panoptic())
+    _check_consistency(res, scene.embedding)
+
+
+def test_worst_case_work_is_bounded_by_cells_not_pixels(monkeypatch):
+    """max_seeds seeds all kept: Φ over all seeds only ever sees cells; pixels see at most 9 candidates."""
+    h, w, f = 96, 128, COARSE_FACTOR
+    scene = Scene(h, w)
+    n = 0
+    for y in range(0, h - 8, 8):                                       # 11 x 16 = 176 separate instances
+        for x in range(0, w, 8):
+            scene.add_instance(slice(y, y + 8), slice(x, x + 8), "person", direction=n % 6,
+                               score=0.6 + 0.3 * ((n * 7) % 11) / 11, seed_radius=1.5)
+            n += 1
+    scene.sigma_spatial.fill_(0.1)                                     # 6.4 px: an instance's pixels, not 48 px away
+    cfg = dataclasses.replace(CFG, max_seeds=n, min_instance_area=0)
+    seen = {"cells": [], "pixels": []}
+    real_masks, real_nbh = refine_module.instance_masks, refine_module.neighbourhood_masks
+    monkeypatch.setattr(refine_module, "instance_masks",
+                        lambda e, *a: seen["cells"].append((e.shape[1], a[1].shape[0])) or real_masks(e, *a))
+    monkeypatch.setattr(refine_module, "neighbourhood_masks",
+                        lambda oc, ci, e, *a: seen["pixels"].append(e.shape[1]) or real_nbh(oc, ci, e, *a))
+    res = scene.decode(cfg)
+    assert res.num_instances == n                                       # every seed kept and decoded
+    (cells, seeds), = seen["cells"]
+    assert seeds == n and cells <= -(-h // f) * -(-w // f)              # S x cells, never S x pixels
+    assert seen["pixels"][0] <= h * w
+    np.testing.assert_array_equal(res.panoptic.numpy(), scene.decode(cfg, coarse_factor=1).panoptic.numpy())
+
+
+@pytest.mark.parametrize("all_seeds", [32, 0])
+def test_neighbourhood_masks_equal_brute_force_over_the_nine_cells(monkeypatch, all_seeds):
+    monkeypatch.setattr(refine_module, "_ALL_SEEDS", all_seeds)        # 0: the per-candidate gather path
+    monkeypatch.setattr(refine_module, "_REFINE_BLOCK", 13)
+    rng = np.random.default_rng(3)
+    hc, wc, s, p = 5, 7, 6, 200
+    owners = torch.from_numpy(rng.integers(-1, s, (hc, wc)))
+    cells = torch.from_numpy(rng.integers(0, hc * wc, p))
+    e = F.normalize(torch.from_numpy(rng.normal(size=(D, p))), dim=0)
+    rho = torch.from_numpy(rng.random((2, p)))
+    seeds, rho_l = F.normalize(torch.from_numpy(rng.normal(size=(s, D))), dim=1), torch.from_numpy(rng.random((s, 2)))
+    sig, sig_sp = torch.full((s,), 0.7, dtype=torch.float64), torch.full((s,), 0.5, dtype=torch.float64)
+    phi = instance_kernel(e, rho, seeds, rho_l, sig, sig_sp).numpy()    # S x P
+    want = np.full(p, -1)
+    if all_seeds:                                                      # few seeds: every seed is a candidate
+        want = instance_masks(e, rho, seeds, rho_l, sig, sig_sp, 0.4).numpy()
+    for i, c in enumerate(cells.tolist() if not all_seeds else []):
+        cy, cx = divmod(c, wc)
+        cand = {int(owners[y, x]) for y in range(max(cy - 1, 0), min(cy + 2, hc))
+                for x in range(max(cx - 1, 0), min(cx + 2, wc))} - {-1}
+        if cand:
+            best = max(cand, key=lambda j: phi[j, i])
+            want[i] = best if phi[best, i] > 0.4 else -1
+    got = neighbourhood_masks(owners, cells, e, rho, kernel_weights(seeds, rho_l, sig, sig_sp), 0.4)
+    assert 0 < (want >= 0).sum() < p
+    np.testing.assert_array_equal(got.numpy(), want)
+
+
+def test_border_cells_and_cell_pixels_oracles():
+    labels = torch.zeros(6, 7, dtype=torch.long)
+    labels[2:4, 3:5] = 5
+    want = scipy.ndimage.maximum_filter(labels.numpy(), 3, mode="nearest") != \
+        scipy.ndimage.minimum_filter(labels.numpy(), 3, mode="nearest")
+    np.testing.assert_array_equal(border_cells(labels).numpy(), want)
+    cells = torch.zeros(3, 4, dtype=torch.bool)
+    cells[0, 0] = cells[2, 3] = True
+    pix, cell, ys, xs = cell_pixels(cells, 4, (10, 14))                   # last row / column partial
+    got = sorted(zip(ys.tolist(), xs.tolist()))
+    want = sorted([(y, x) for y in range(4) for x in range(4)] + [(y, x) for y in range(8, 10) for x in range(12, 14)])
+    assert got == want
+    assert torch.equal(pix, ys * 14 + xs) and torch.equal(cell, (ys // 4) * 4 + xs // 4)
+
+
+def test_refined_decode_with_separate_semantic_logits_equals_the_exact_decoder():
+    scene = _street_scene(126, 250, scale=2)
+    e = scene.embedding
+    logits = 1.5 * class_logits(e.reshape(D, -1), CLASS_MEANS, torch.full((K,), CLASS_SIGMA, dtype=torch.float64))
+    logits = logits.reshape(K, *e.shape[1:])                            # Table-6 branch: replaces eq. 9's logits
+    exact = scene.decode(semantic_logits=logits, coarse_factor=1)
+    refined = scene.decode(semantic_logits=logits)
+    assert torch.equal(refined.panoptic, exact.panoptic) and torch.equal(refined.ids, exact.ids)
+    torch.testing.assert_close(refined.scores, exact.scores)

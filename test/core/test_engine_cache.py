@@ -69,7 +69,7 @@ def test_every_key_component_changes_the_digest():
     assert EngineKey.from_dict(json.loads(json.dumps(base.to_dict()))) == base
 
 
-@pytest.mark.parametrize("bad", [dict(precision="int8"), dict(onnx_sha256="abc"),
+@pytest.mark.parametrize("bad", [dict(precision="int4"), dict(onnx_sha256="abc"),
                                  dict(input_shapes=((1, 3, 64, 64),))])
 def test_bad_key_fields_are_rejected(bad):
     with pytest.raises(ValueError):
@@ -238,7 +238,13 @@ def make_fake_tensorrt(version: str = "10.3.0") -> types.ModuleType:
     fake.Logger = Logger
     fake.NetworkDefinitionCreationFlag = _Enum(EXPLICIT_BATCH=0, STRONGLY_TYPED=1)
     fake.MemoryPoolType = _Enum(WORKSPACE="WORKSPACE")
-    fake.BuilderFlag = _Enum(FP16="FP16")
+    fake.BuilderFlag = _Enum(FP16="FP16", INT8="INT8")
+
+    class IInt8EntropyCalibrator2:
+        def __init__(self):
+            rec(("IInt8EntropyCalibrator2",))
+
+    fake.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
     fake.TensorIOMode = _Enum(INPUT="INPUT", OUTPUT="OUTPUT")
     fake.DataType = _Enum(FLOAT="FLOAT", HALF="HALF", INT32="INT32")
 
@@ -315,8 +321,12 @@ def make_fake_tensorrt(version: str = "10.3.0") -> types.ModuleType:
             rec(("build_serialized_network",))
             if fake.fail_build:
                 return None
+            cal = getattr(config, "int8_calibrator", None)          # TensorRT reads the cache before any batch
+            cache = None if cal is None else bytes(cal.read_calibration_cache()).decode()
             return json.dumps({"onnx": network.onnx_path, "built_by": fake.__version__, "flags": config.flags,
-                               "profile": [p.shapes for p in config.profiles]}).encode()
+                               "profile": [p.shapes for p in config.profiles], "calibration_cache": cache,
+                               "calibrator_batch": None if cal is None else cal.get_batch([INPUT_NAME]),
+                               "calibrator_is_trt": isinstance(cal, IInt8EntropyCalibrator2)}).encode()
 
     class Context:
         def __init__(self, engine):
@@ -547,3 +557,40 @@ def test_cli_export_tensorrt_writes_engine_and_sidecar(onnx_files, fake_gpu, tmp
     args = parser.parse_args(["export", "tensorrt", "--onnx", str(dynamic), "--out", str(out)])
     with pytest.raises(ValueError, match="dynamic"):
         args.func(args)
+
+
+# --- int8 (issue 15): the calibration cache written by `hle export onnx --int8` -------------------------------
+def test_int8_engine_reads_the_calibration_cache(onnx_files, fake_gpu, tmp_path, capsys):
+    import argparse
+
+    from hle_core.commands.export import add_parser
+    from hle_core.runtime.quantize import QuantizationError, tensorrt_calibration_cache
+
+    _, static, _ = onnx_files
+    cache = tmp_path / "m.int8.onnx.calibration.cache"
+    cache.write_text(tensorrt_calibration_cache({INPUT_NAME: (-2.1, 2.54), "/model/Relu_output_0": (0.0, 6.35)}))
+    fake = make_fake_tensorrt()
+    doc = json.loads(build_tensorrt_engine(static, trt=fake, calibration_cache=cache))
+    assert calls_named(fake, "set_flag") == [("set_flag", "INT8")]
+    assert doc["flags"] == ["INT8"] and doc["calibrator_is_trt"]
+    assert doc["calibration_cache"] == cache.read_text()           # handed over unchanged
+    assert doc["calibrator_batch"] is None                          # the calibrator never feeds images
+    # an fp32 graph with --int8 but no cache, and a file that is not a cache, are refused before building
+    with pytest.raises(ValueError, match="calibration cache"):
+        build_tensorrt_engine(static, trt=make_fake_tensorrt(), int8=True)
+    bad = tmp_path / "bad.cache"
+    bad.write_text("not a cache\n")
+    with pytest.raises(QuantizationError, match="not a TensorRT calibration cache"):
+        build_tensorrt_engine(static, trt=make_fake_tensorrt(), calibration_cache=bad)
+    with pytest.raises(FileNotFoundError):
+        build_tensorrt_engine(static, trt=make_fake_tensorrt(), calibration_cache=tmp_path / "missing.cache")
+    # CLI: the engine key records precision int8, so an fp32 / fp16 engine of the same file is another entry
+    parser = argparse.ArgumentParser(prog="hle")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    out = tmp_path / "m.engine"
+    args = parser.parse_args(["export", "tensorrt", "--onnx", str(static), "--out", str(out),
+                              "--calibration-cache", str(cache)])
+    assert args.func(args) == 0
+    key = verify_engine(out, environment={"tensorrt_version": "10.3.0", "gpu_name": "Fake GPU 80GB",
+                                          "compute_capability": (9, 0)})["key"]
+    assert key.precision == "int8" and "int8" in capsys.readouterr().out

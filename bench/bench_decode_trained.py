@@ -1,0 +1,228 @@
+"""Decode cost on a TRAINED model's real outputs, per stage, against the network's time (issue 15).
+
+Randomly initialised networks pass few seeds, so their decode time says little. This script runs the shipped
+model (default ``models/hle_street.pt``, its tuned decoder embedded) on
+
+* synthetic street scenes (``SceneGenerator``, seed ``--seed``; not a training, tuning or evaluation seed) at
+  each of ``--sizes``;
+* frames of a real video, ``--video`` (default: OpenCV's ``vtest.avi``, 768×576, from the Debian package
+  ``opencv-doc``: ``apt-get install opencv-doc``, optional); the input is skipped with a message when the file
+  is absent;
+* a constructed worst case (``--worst-case``): thing blocks of 32 × 32 px, each with its own embedding and seed
+  peak, so ``max_seeds`` seeds pass NMS and merging;
+
+and reports, for each input: network time (``Pipeline.backend.infer``, median), full decode time with the
+bounded decoder (``coarse_factor`` 4, the default) and the exact per-pixel decoder (``coarse_factor`` 1),
+their ratio to the network, candidates / kept seeds, instances, and the time of each decode stage (module
+functions wrapped with timers in a separate, untimed-for-total run). ``--int8 FILE`` also times the int8 export
+of the same network on the same inputs. Example (2 threads, as the issue's numbers)::
+
+    OMP_NUM_THREADS=2 PYTHONPATH=. .venv/bin/python bench/bench_decode_trained.py --threads 2 --repeats 3 \\
+        --worst-case --json runs/results/decode_trained.json
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from hle_core.decoding import decode_panoptic
+from hle_core.decoding import panoptic as panoptic_module
+from hle_core.decoding import refine as refine_module
+
+VTEST = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
+#: (module, function name, stage label): the §3.5 steps as the decoders call them.
+STAGES = [
+    (refine_module, "assign_semantics", "ψ argmax (eq. 9)"),
+    (panoptic_module, "assign_semantics", "ψ argmax (eq. 9)"),
+    (refine_module, "find_seeds", "seed NMS"),
+    (panoptic_module, "find_seeds", "seed NMS"),
+    (refine_module, "merge_seeds", "seed merging (Φ)"),
+    (panoptic_module, "merge_seeds", "seed merging (Φ)"),
+    (refine_module, "instance_masks", "masks: Φ over seeds"),
+    (panoptic_module, "instance_masks", "masks: Φ over seeds"),
+    (refine_module, "neighbourhood_masks", "masks: border pixels"),
+    (panoptic_module, "segment_statistics", "statistics"),
+]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="models/hle_street.pt", help="checkpoint or ONNX export")
+    p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "torch"], help="network backend")
+    p.add_argument("--sizes", default="256x512,512x1024,1024x2048", help="synthetic scene sizes HxW")
+    p.add_argument("--scenes", type=int, default=2, help="synthetic scenes per size")
+    p.add_argument("--seed", type=int, default=777, help="scene seed of the synthetic inputs")
+    p.add_argument("--video", default=VTEST, help="real video (default: opencv-doc's vtest.avi); '' to skip")
+    p.add_argument("--video-frames", type=int, default=4, help="frames taken from the video (evenly spaced)")
+    p.add_argument("--worst-case", action="store_true", help="also the constructed max_seeds input at 512x1024")
+    p.add_argument("--int8", default=None, help="an int8 ONNX export of the same network to time as well")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median)")
+    p.add_argument("--threads", type=int, default=2, help="torch and onnxruntime intra-op threads")
+    p.add_argument("--json", default=None, help="write every measurement here")
+    return p.parse_args(argv)
+
+
+def median_ms(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
+    out = fn()                                                               # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times), out
+
+
+@contextlib.contextmanager
+def stage_timers() -> Iterator[dict]:
+    """Wrap the decoder's stage functions with wall-clock timers; yields ``{label: ms}`` (+ seed counts)."""
+    acc: dict = {}
+    saved = []
+    for module, name, label in STAGES:
+        fn = getattr(module, name)
+
+        def timed(*a, _fn=fn, _label=label, _name=name, **kw):
+            t0 = time.perf_counter()
+            out = _fn(*a, **kw)
+            acc[_label] = acc.get(_label, 0.0) + (time.perf_counter() - t0) * 1e3
+            if _name == "merge_seeds":
+                acc["candidates"], acc["kept"] = int(out.numel()), int(out.sum())
+            return out
+
+        saved.append((module, name, fn))
+        setattr(module, name, timed)
+    try:
+        yield acc
+    finally:
+        for module, name, fn in saved:
+            setattr(module, name, fn)
+
+
+def synthetic_images(size: tuple[int, int], num: int, seed: int) -> list[np.ndarray]:
+    from hle_core.data import SceneGenerator
+
+    gen = SceneGenerator(size, seed=seed)
+    return [np.ascontiguousarray(gen.frame(i).image) for i in range(num)]
+
+
+def video_frames(path: str, num: int) -> list[np.ndarray] | str:
+    """``num`` evenly spaced RGB frames, or a message saying why there are none."""
+    import cv2
+
+    if not path:
+        return "skipped (--video '')"
+    if not Path(path).is_file():
+        return (f"skipped: {path} not found (Debian: `apt-get install opencv-doc`, then `dpkg -L opencv-doc | "
+                f"grep vtest` for its location; or pass --video FILE)")
+    cap = cv2.VideoCapture(path)
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or num
+    frames = []
+    for idx in np.linspace(0, max(total - 1, 0), num).astype(int):
+        cap.set(cv2.CAP_PROP_POS_FRAMES, int(idx))
+        ok, frame = cap.read()
+        if ok:
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    cap.release()
+    return frames or f"skipped: OpenCV read no frame from {path}"
+
+
+def worst_case_maps(params: dict, classes, h: int = 512, w: int = 1024, block: int = 32, seed: int = 0) -> dict:
+    """Thing blocks of ``block`` px with distinct embeddings near thing class means and a seed peak each."""
+    gen = torch.Generator().manual_seed(seed)
+    means, things = params["class_means"], classes.thing_indices
+    rows, cols = h // block, w // block
+    cls = torch.tensor(things)[torch.randint(len(things), (rows, cols), generator=gen)]
+    e = torch.nn.functional.normalize(means[cls] + 0.35 * torch.randn(rows, cols, means.shape[1], generator=gen), dim=-1)
+    emb = e.permute(2, 0, 1).repeat_interleave(block, 1).repeat_interleave(block, 2).contiguous()
+    yy, xx = torch.meshgrid(torch.arange(h) % block, torch.arange(w) % block, indexing="ij")
+    bump = torch.exp(-((yy - block / 2) ** 2 + (xx - block / 2) ** 2) / (2 * (block / 6) ** 2))
+    return {"embedding": emb, "sigma": torch.full((1, h, w), 0.05), "sigma_spatial": torch.full((1, h, w), 0.05),
+            "seed": (0.95 * bump)[None]}
+
+
+def measure(name: str, maps: dict, pipe, net_ms: float | None, repeats: int, extra: dict) -> dict:
+    params, cfg = pipe.backend.decode_params, pipe.config
+
+    def decode(cf: int):
+        return lambda: decode_panoptic(maps["embedding"], maps["sigma"], maps["sigma_spatial"], maps["seed"],
+                                       params["class_means"], params["class_sigma"], cfg.classes, pipe.decoder,
+                                       cfg.model.coord_scale, coarse_factor=cf)
+
+    row = {"input": name, "size": list(maps["embedding"].shape[1:]), "network_ms": net_ms, **extra}
+    for label, cf in (("bounded", refine_module.COARSE_FACTOR), ("exact", 1)):
+        ms, res = median_ms(decode(cf), repeats)
+        with stage_timers() as stages:
+            decode(cf)()
+        row[label] = {"ms": ms, "ratio": None if not net_ms else ms / net_ms, "instances": res.num_instances,
+                      "segments": len(res), "stages_ms": {k: v for k, v in stages.items()
+                                                          if k not in ("candidates", "kept")},
+                      "candidates": stages.get("candidates"), "seeds_kept": stages.get("kept")}
+    return row
+
+
+def print_row(row: dict) -> None:
+    net = row["network_ms"]
+    int8 = f", int8 network {row['int8_ms']:.0f} ms" if row.get("int8_ms") else ""
+    print(f"\n{row['input']}  {row['size'][0]}x{row['size'][1]}  network "
+          f"{'-' if net is None else f'{net:.0f} ms'}{int8}")
+    for label in ("bounded", "exact"):
+        r = row[label]
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.3f}"
+        other = r["ms"] - sum(r["stages_ms"].values())
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in r["stages_ms"].items()) + f", rest {other:.1f}"
+        print(f"  {label:8s} decode {r['ms']:7.1f} ms  /network {ratio:>6}  seeds {r['candidates']}→{r['seeds_kept']}"
+              f"  instances {r['instances']}  | {stages}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from hle_core.runtime.select import build_pipeline
+
+    pipe = build_pipeline(args.model, backend=args.backend, device="cpu", intra_op_threads=args.threads)
+    int8 = (build_pipeline(args.int8, backend="onnxruntime", device="cpu", intra_op_threads=args.threads)
+            if args.int8 else None)
+    print(f"model {args.model} ({pipe.backend.describe() if hasattr(pipe.backend, 'describe') else args.backend}), "
+          f"{args.threads} threads, decoder {pipe.decoder}")
+    inputs: list[tuple[str, list[np.ndarray] | str]] = []
+    for item in args.sizes.split(","):
+        h, w = (int(v) for v in item.lower().split("x"))
+        inputs.append((f"synthetic seed {args.seed}", synthetic_images((h, w), args.scenes, args.seed)))
+    inputs.append((f"video {Path(args.video).name if args.video else ''}", video_frames(args.video,
+                                                                                      args.video_frames)))
+    rows, skipped = [], []
+    with torch.inference_mode():
+        for name, images in inputs:
+            if isinstance(images, str):
+                print(f"\n{name}: {images}")
+                skipped.append({"input": name, "reason": images})
+                continue
+            for i, image in enumerate(images):
+                batch, (h, w) = pipe.preprocess(image)
+                net_ms, out = median_ms(lambda: pipe.backend.infer(batch), args.repeats)
+                extra = {}
+                if int8 is not None:
+                    extra["int8_ms"], _ = median_ms(lambda: int8.backend.infer(batch), args.repeats)
+                maps = {k: v[0, :, :h, :w] for k, v in out.items()}
+                rows.append(measure(f"{name} #{i}", maps, pipe, net_ms, args.repeats, extra))
+                print_row(rows[-1])
+        if args.worst_case:
+            maps = worst_case_maps(pipe.backend.decode_params, pipe.config.classes)
+            batch = torch.zeros(1, 3, 512, 1024)
+            net_ms, _ = median_ms(lambda: pipe.backend.infer(batch), args.repeats)
+            rows.append(measure("worst case: 32x32 thing blocks", maps, pipe, net_ms, args.repeats, {}))
+            print_row(rows[-1])
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"args": vars(args), "results": rows, "skipped": skipped}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
