@@ -1,13 +1,15 @@
 """One pipeline for every consumer: image → preprocess → backend → decode (§3.5) → track (§4.5).
 
-The ROS node, the bag evaluator and the ``hle`` CLI all call :meth:`Pipeline.process`; only the backend
-(torch, onnxruntime, TensorRT) differs. Decoding runs on the backend's device: no host round trip between
+The ROS node, the bag evaluator and the ``hle`` CLI all call :meth:`Pipeline.process` (or its two stages
+:meth:`Pipeline.infer` and :meth:`Pipeline.finish`; :meth:`Pipeline.process_batch` for several cameras); only
+the backend (torch, onnxruntime, TensorRT) differs. Decoding runs on the backend's device: no host round trip between
 inference and decoding; results come back to the host once, at the end.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +19,8 @@ from .config import DecoderConfig
 from .decoding import decode_panoptic, variant_inputs
 from .runtime.base import Backend
 
-__all__ = ["Pipeline", "FrameResult", "InputImageError", "pad_to_multiple", "pad_to_size", "letterbox_size",
+__all__ = ["Pipeline", "FrameResult", "InferredFrame", "InputImageError",
+           "pad_to_multiple", "pad_to_size", "letterbox_size",
            "RESIZE_MODES"]
 
 #: The network downsamples by 32 at most (backbone stride × ASPP); inputs are padded to a multiple of it.
@@ -77,6 +80,17 @@ class FrameResult:
         return int(self.ids.shape[0])
 
 
+@dataclass
+class InferredFrame:
+    """One image between the pipeline's two stages (:meth:`Pipeline.infer` → :meth:`Pipeline.finish`): its network
+    outputs (``(1, C, H', W')`` maps on the backend device), the ``(h, w)`` region of them that holds the image, and
+    the image's own ``(H, W)``."""
+
+    outputs: dict[str, torch.Tensor]
+    valid: tuple[int, int]
+    image_size: tuple[int, int]
+
+
 class Pipeline:
     """preprocess → backend → decode → track.
 
@@ -124,6 +138,7 @@ class Pipeline:
         self._mean = torch.tensor(m.mean, device=self.device).view(1, 3, 1, 1) * 255.0
         self._inv_std = 1.0 / (torch.tensor(m.std, device=self.device).view(1, 3, 1, 1) * 255.0)
         self._tracker_cfg = tracker
+        self._batch_ok = True              # False once the backend refused a batch of several images
         self.tracker = None
         if tracker is not None:
             from .tracking import EmbeddingTracker
@@ -164,69 +179,14 @@ class Pipeline:
             x = x.expand(1, 3, *x.shape[2:])
         return (x - self._mean) * self._inv_std
 
-    def process(self, image: np.ndarray, keep_embedding: bool = False) -> FrameResult:
-        """Run the whole pipeline on one RGB image."""
-        sync = self.device.type == "cuda"
-        t0 = time.perf_counter()
-        batch, (h, w) = self.preprocess(image)
-        if sync:
-            torch.cuda.synchronize(self.device)
-        t1 = time.perf_counter()
-        out = self.backend.infer(batch)
-        if sync:
-            torch.cuda.synchronize(self.device)
-        t2 = time.perf_counter()
-        maps = {k: v[0, :, :h, :w] for k, v in out.items()}               # C x h x w: the decoder never sees padding
-        maps, params = variant_inputs(maps, self.backend.decode_params, self.config.loss.split_embedding)
-        result = decode_panoptic(maps["embedding"], maps["sigma"], maps["sigma_spatial"], maps["seed"],
-                                 params["class_means"], params["class_sigma"], self.classes, self.decoder,
-                                 self.config.model.coord_scale, semantic_logits=maps.get("semantic_logits"))
-        panoptic = result.panoptic
-        areas, boxes = result.areas, result.boxes
-        H, W = image.shape[:2]
-        if (h, w) != (H, W):                                              # back to the image's resolution
-            panoptic = resize_nearest(panoptic, (H, W))
-            areas, boxes = segment_areas_and_boxes(panoptic, result.ids)
-        if sync:
-            torch.cuda.synchronize(self.device)
-        t3 = time.perf_counter()
-        fr = FrameResult(
-            panoptic=panoptic.cpu().numpy(),
-            ids=result.ids.cpu().numpy().astype(np.int64),
-            category_ids=result.category_ids.cpu().numpy().astype(np.int64),
-            is_thing=result.is_thing.cpu().numpy().astype(bool),
-            scores=result.scores.float().cpu().numpy(),
-            areas=areas.cpu().numpy().astype(np.int64),
-            boxes=boxes.cpu().numpy().astype(np.int64).reshape(-1, 4),
-            embeddings=result.embeddings.float().cpu().numpy(),
-            track_ids=np.full(result.ids.shape[0], -1, np.int64),
-            embedding=maps["embedding"] if keep_embedding else None,
-        )
-        t4 = time.perf_counter()
-        if self.tracker is not None:
-            fr.track_ids = self._track(fr)
-        t5 = time.perf_counter()
-        fr.timings_ms = {"preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3, "decode": (t3 - t2) * 1e3,
-                         "transfer": (t4 - t3) * 1e3, "track": (t5 - t4) * 1e3, "total": (t5 - t0) * 1e3}
-        return fr
+    def infer(self, images: list[np.ndarray]) -> tuple[list[InferredFrame], dict[str, float]]:
+        """Stage 1 of :meth:`process`: preprocess and run the network on one or several images (e.g. one per
+        camera), one backend call per network input shape (a fixed ``input_size`` makes them one batch).
 
-    def process_batch(self, images: list[np.ndarray], keep_embedding: bool = False,
-                      trackers: list | None = None) -> list[FrameResult]:
-        """Several images (e.g. one per camera) with one backend call per network input shape (a fixed
-        ``input_size`` makes them one batch); decoding and tracking per image.
-
-        Args:
-            images: RGB / mono uint8 images, as for :meth:`process`.
-            keep_embedding: keep each image's embedding map (``FrameResult.embedding``).
-            trackers: one :class:`~hle_core.tracking.EmbeddingTracker` (or None) per image, e.g. a tracker per
-                camera; None: no tracking (``self.tracker`` belongs to :meth:`process`'s single stream).
-        Returns:
-            one FrameResult per image, in order; ``timings_ms`` holds the batch's shared preprocess / infer
-            times and the image's own decode / transfer / track times.
-        A backend that refuses a batch of several (a static batch-1 ONNX graph or engine) is then called per image.
+        Returns one :class:`InferredFrame` per image, in order, and the stage's shared timings
+        (``preprocess``, ``infer`` in ms). A backend that refuses a batch of several (a static batch-1 ONNX graph
+        or engine) is then called per image, from then on.
         """
-        if trackers is not None and len(trackers) != len(images):
-            raise ValueError(f"{len(trackers)} trackers for {len(images)} images")
         sync = self.device.type == "cuda"
         t0 = time.perf_counter()
         prepared = [self.preprocess(image) for image in images]
@@ -239,7 +199,7 @@ class Pipeline:
         outs: list[dict[str, torch.Tensor]] = [{} for _ in images]
         for idx in groups.values():
             outputs = None
-            if len(idx) > 1 and getattr(self, "_batch_ok", True):
+            if len(idx) > 1 and self._batch_ok:
                 try:
                     outputs = self.backend.infer(torch.cat([prepared[i][0] for i in idx]))
                 except ValueError:                       # e.g. a static batch-1 graph: per image from now on
@@ -253,55 +213,86 @@ class Pipeline:
         if sync:
             torch.cuda.synchronize(self.device)
         t2 = time.perf_counter()
-        shared = {"preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3}
-        results = []
-        for i, image in enumerate(images):
-            t3 = time.perf_counter()
-            (h, w) = prepared[i][1]
-            maps = {k: v[0, :, :h, :w] for k, v in outs[i].items()}
-            maps, params = variant_inputs(maps, self.backend.decode_params, self.config.loss.split_embedding)
-            result = decode_panoptic(maps["embedding"], maps["sigma"], maps["sigma_spatial"], maps["seed"],
-                                     params["class_means"], params["class_sigma"], self.classes, self.decoder,
-                                     self.config.model.coord_scale, semantic_logits=maps.get("semantic_logits"))
-            panoptic, areas, boxes = result.panoptic, result.areas, result.boxes
-            H, W = image.shape[:2]
-            if (h, w) != (H, W):
-                panoptic = resize_nearest(panoptic, (H, W))
-                areas, boxes = segment_areas_and_boxes(panoptic, result.ids)
-            if sync:
-                torch.cuda.synchronize(self.device)
-            t4 = time.perf_counter()
-            fr = FrameResult(
-                panoptic=panoptic.cpu().numpy(),
-                ids=result.ids.cpu().numpy().astype(np.int64),
-                category_ids=result.category_ids.cpu().numpy().astype(np.int64),
-                is_thing=result.is_thing.cpu().numpy().astype(bool),
-                scores=result.scores.float().cpu().numpy(),
-                areas=areas.cpu().numpy().astype(np.int64),
-                boxes=boxes.cpu().numpy().astype(np.int64).reshape(-1, 4),
-                embeddings=result.embeddings.float().cpu().numpy(),
-                track_ids=np.full(result.ids.shape[0], -1, np.int64),
-                embedding=maps["embedding"] if keep_embedding else None,
-            )
-            t5 = time.perf_counter()
-            tracker = trackers[i] if trackers is not None else None
-            if tracker is not None:
-                from .tracking import detections_from_segments
+        frames = [InferredFrame(outs[i], prepared[i][1], tuple(image.shape[:2])) for i, image in enumerate(images)]
+        return frames, {"preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3}
 
-                dets = detections_from_segments(fr.ids, fr.category_ids, fr.is_thing, fr.scores, fr.boxes,
-                                                fr.embeddings)
-                fr.track_ids = np.asarray(tracker.update(dets), dtype=np.int64)
-            t6 = time.perf_counter()
-            fr.timings_ms = {**shared, "decode": (t4 - t3) * 1e3, "transfer": (t5 - t4) * 1e3,
-                             "track": (t6 - t5) * 1e3, "total": (t6 - t0) * 1e3}
+    def finish(self, frame: InferredFrame, keep_embedding: bool = False, tracker: Any = None) -> FrameResult:
+        """Stage 2 of :meth:`process`: decode (§3.5) one image's network outputs, bring the segments back to the
+        image's resolution and to the host, and track them with ``tracker`` (an
+        :class:`~hle_core.tracking.EmbeddingTracker`, or None). ``timings_ms`` holds ``decode``, ``transfer``
+        and ``track``."""
+        sync = self.device.type == "cuda"
+        t0 = time.perf_counter()
+        h, w = frame.valid
+        maps = {k: v[0, :, :h, :w] for k, v in frame.outputs.items()}   # C x h x w: the decoder never sees padding
+        maps, params = variant_inputs(maps, self.backend.decode_params, self.config.loss.split_embedding)
+        result = decode_panoptic(maps["embedding"], maps["sigma"], maps["sigma_spatial"], maps["seed"],
+                                 params["class_means"], params["class_sigma"], self.classes, self.decoder,
+                                 self.config.model.coord_scale, semantic_logits=maps.get("semantic_logits"))
+        panoptic = result.panoptic
+        areas, boxes = result.areas, result.boxes
+        if (h, w) != frame.image_size:                                    # back to the image's resolution
+            panoptic = resize_nearest(panoptic, frame.image_size)
+            areas, boxes = segment_areas_and_boxes(panoptic, result.ids)
+        if sync:
+            torch.cuda.synchronize(self.device)
+        t1 = time.perf_counter()
+        fr = FrameResult(
+            panoptic=panoptic.cpu().numpy(),
+            ids=result.ids.cpu().numpy().astype(np.int64),
+            category_ids=result.category_ids.cpu().numpy().astype(np.int64),
+            is_thing=result.is_thing.cpu().numpy().astype(bool),
+            scores=result.scores.float().cpu().numpy(),
+            areas=areas.cpu().numpy().astype(np.int64),
+            boxes=boxes.cpu().numpy().astype(np.int64).reshape(-1, 4),
+            embeddings=result.embeddings.float().cpu().numpy(),
+            track_ids=np.full(result.ids.shape[0], -1, np.int64),
+            embedding=maps["embedding"] if keep_embedding else None,
+        )
+        t2 = time.perf_counter()
+        if tracker is not None:
+            from .tracking import detections_from_segments
+
+            dets = detections_from_segments(fr.ids, fr.category_ids, fr.is_thing, fr.scores, fr.boxes,
+                                            fr.embeddings)
+            fr.track_ids = np.asarray(tracker.update(dets), dtype=np.int64)
+        t3 = time.perf_counter()
+        fr.timings_ms = {"decode": (t1 - t0) * 1e3, "transfer": (t2 - t1) * 1e3, "track": (t3 - t2) * 1e3}
+        return fr
+
+    def process(self, image: np.ndarray, keep_embedding: bool = False) -> FrameResult:
+        """Run the whole pipeline on one RGB image: :meth:`infer`, then :meth:`finish` with this pipeline's
+        tracker (the single stream's)."""
+        t0 = time.perf_counter()
+        (frame,), shared = self.infer([image])
+        fr = self.finish(frame, keep_embedding, self.tracker)
+        fr.timings_ms = {**shared, **fr.timings_ms, "total": (time.perf_counter() - t0) * 1e3}
+        return fr
+
+    def process_batch(self, images: list[np.ndarray], keep_embedding: bool = False,
+                      trackers: list | None = None) -> list[FrameResult]:
+        """Several images (e.g. one per camera): one :meth:`infer` call (one backend call per input shape), then
+        :meth:`finish` per image with its own tracker.
+
+        Args:
+            images: RGB / mono uint8 images, as for :meth:`process`.
+            keep_embedding: keep each image's embedding map (``FrameResult.embedding``).
+            trackers: one :class:`~hle_core.tracking.EmbeddingTracker` (or None) per image, e.g. a tracker per
+                camera; None: no tracking (``self.tracker`` belongs to :meth:`process`'s single stream).
+        Returns:
+            one FrameResult per image, in order; ``timings_ms`` holds the batch's shared preprocess / infer
+            times and the image's own decode / transfer / track times.
+        """
+        if trackers is not None and len(trackers) != len(images):
+            raise ValueError(f"{len(trackers)} trackers for {len(images)} images")
+        t0 = time.perf_counter()
+        frames, shared = self.infer(images)
+        results = []
+        for i, frame in enumerate(frames):
+            fr = self.finish(frame, keep_embedding, trackers[i] if trackers is not None else None)
+            fr.timings_ms = {**shared, **fr.timings_ms, "total": (time.perf_counter() - t0) * 1e3}
             results.append(fr)
         return results
-
-    def _track(self, fr: FrameResult) -> np.ndarray:
-        from .tracking import detections_from_segments
-
-        dets = detections_from_segments(fr.ids, fr.category_ids, fr.is_thing, fr.scores, fr.boxes, fr.embeddings)
-        return np.asarray(self.tracker.update(dets), dtype=np.int64)
 
     def reset_tracks(self) -> None:
         """Forget all tracks (a new sequence starts)."""
