@@ -48,6 +48,8 @@ class TrainConfig:
 
     data: DataConfig = field(default_factory=DataConfig)
     steps: int = 2000
+    stop_at: int = 0                   # > 0: stop after this step with last.pt written; the lr schedule still
+                                       # runs to `steps` (continue with --resume): a long run in chunks
     batch_size: int = 8
     lr: float = 1e-5                   # paper: Adam 1e-5
     class_param_lr_mult: float = 1.0   # lr multiplier for μ̂_k and σ_k (eq. 15 VQ means move at lr × this)
@@ -170,6 +172,7 @@ def _errors(t: TrainConfig) -> list[str]:
         errors.append(f"train.data.root is required for format {d.format!r}")
     need(bool(d.train_split) and bool(d.val_split), "data.train_split/val_split", "be non-empty",
          (d.train_split, d.val_split))
+    integer("stop_at", 0, "be >= 0 (0: run to train.steps)")
     integer("data.num_train", 1, "be >= 1", d)
     integer("data.num_val", 0, "be >= 0", d)
     integer("data.train_seed", 0, "be >= 0", d)

@@ -141,7 +141,7 @@ def train_one_epoch(model: torch.nn.Module, criterion: HierarchicalLovaszLoss, l
         state.step += 1
         state.batch_in_epoch += 1
         on_step(state, {k: float(v.detach()) for k, v in terms.items()}, full_outputs, batch)
-        if state.step >= tcfg.steps:
+        if state.step >= tcfg.steps or 0 < tcfg.stop_at <= state.step:
             return True
     state.epoch += 1
     state.batch_in_epoch = 0
@@ -241,7 +241,7 @@ def train(cfg: HLEConfig, tcfg: TrainConfig, resume: str | Path | None = None,
 
     callback = callback_with_val if rank == 0 else user_callback
 
-    done = False
+    done = 0 < tcfg.stop_at <= state.step
     try:
         while not done:
             sampler.set_position(state.epoch, state.batch_in_epoch * tcfg.batch_size)
@@ -260,7 +260,13 @@ def train(cfg: HLEConfig, tcfg: TrainConfig, resume: str | Path | None = None,
             bar.close()
             bar = None
         final = out_dir / "final.pt"
-        if rank == 0:
+        if state.step < tcfg.steps:          # train.stop_at: a chunk of a longer run, continued by --resume
+            final = out_dir / "last.pt"
+            if rank == 0:
+                save("last.pt")
+                log.info("stopped at step %d of %d (train.stop_at); continue with --resume %s", state.step,
+                         tcfg.steps, final)
+        elif rank == 0:
             save("last.pt")
             save("final.pt")
             if tcfg.data.num_val > 0:

@@ -124,6 +124,22 @@ def test_resume_from_a_run_that_ended_on_an_epoch_boundary_extends_it(tmp_path):
         {"step": 5, "epoch": 1, "batch_in_epoch": 2}
 
 
+def test_stop_at_runs_a_chunk_of_the_schedule_and_resume_continues_exactly(tmp_path):
+    """train.stop_at=2 of a 4-step schedule writes last.pt at step 2 (no final.pt); --resume with stop_at=0
+    continues to step 4 with the same weights as the straight run: the schedule is the one of `steps` throughout."""
+    cfg, tcfg = tiny(tmp_path / "straight", data={"num_val": 0})
+    straight = load_raw(train(cfg, tcfg, progress=False))
+    cfg, tcfg = tiny(tmp_path / "chunks", stop_at=2, data={"num_val": 0})
+    first = train(cfg, tcfg, progress=False)
+    assert first.name == "last.pt" and load_raw(first)["step"] == 2
+    assert not (tmp_path / "chunks" / "final.pt").exists()
+    cfg, tcfg = tiny(tmp_path / "chunks", data={"num_val": 0})
+    resumed = load_raw(train(cfg, tcfg, resume=first, progress=False))
+    assert resumed["step"] == 4
+    assert_same_state(straight["model"], resumed["model"])
+    assert_same_state(straight["scheduler"], resumed["scheduler"])
+
+
 def test_resume_refuses_a_checkpoint_of_another_network_or_without_optimizer(tmp_path):
     cfg, tcfg = tiny(tmp_path / "run", data={"num_val": 0})
     other = cfg.override({"model": {"embedding_dim": 6}})
