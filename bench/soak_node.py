@@ -47,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--window-s", type=float, default=30.0, help="report window [s]")
     p.add_argument("--domain-id", type=int, default=150 + os.getpid() % 80, help="ROS_DOMAIN_ID for the run")
     p.add_argument("--node-threads", type=int, default=1, help="OMP_NUM_THREADS of the node process")
+    p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                   help="another node parameter (repeatable), e.g. --param pipeline_overlap:=false")
     p.add_argument("--json", default="", help="write the per-window table and the summary to this file")
     return p.parse_args(argv)
 
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         [sys.executable, "-m", "hle_ros.panoptic_node", "--ros-args", "--params-file",
          str(ROOT / "config" / "panoptic.yaml"), "-p", f"model:={model}", "-p", f"backend:={args.backend}",
          "-p", f"device:={args.device}", "-p", f"decoder.fast_downsample:={args.fast_downsample}",
-         "-p", f"qos.reliability:={args.reliability}"],
+         "-p", f"qos.reliability:={args.reliability}", *[a for v in args.param for a in ("-p", v)]],
         cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
     os.environ.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", FASTDDS_BUILTIN_TRANSPORTS="LARGE_DATA")

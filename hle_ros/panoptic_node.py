@@ -9,6 +9,11 @@ has a message of the frame's stamp, and ``~/labels`` / ``~/overlay`` / ``~/embed
 input image's header. ``/diagnostics`` reports rate, latency, drops and rejections. Incompatible QoS between an
 image publisher and the subscription is logged with both sides' policies.
 
+With ``pipeline_overlap`` (default) the single-camera work runs on two threads
+(:class:`hle_ros.worker.PipelinedWorker`): decode compressed + Pipeline.infer (preprocess → backend) |
+Pipeline.finish (decode → track) + publish, so frame N+1 is in the network while frame N is decoded and published;
+outputs leave in stamp order (a frame older than one already published is dropped and counted).
+
 Several cameras (``cameras: [front, left]``): ``front/image`` → ``~/front/panoptic``, ``~/front/detections``, ...;
 one model, a latest-frame slot per camera, frames that arrive within ``batch_window_ms`` of each other inferred
 as one batch (:meth:`hle_core.pipeline.Pipeline.process_batch`), a tracker and a diagnostics status per camera.
@@ -63,7 +68,7 @@ from hle_ros.conversions import (
 from hle_ros.diagnostics import FrameStats, StatsSnapshot, diagnostic_array, diagnostic_status
 from hle_ros.parameters import PARAMETERS, PARAMETERS_BY_NAME, NodeParameters, ParameterError, check_change, \
     validate_one, validate_parameters
-from hle_ros.worker import BatchInferenceWorker, InferenceWorker
+from hle_ros.worker import BatchInferenceWorker, InferenceWorker, PipelinedWorker
 
 __all__ = ["PanopticNode", "main", "run", "DEFAULT_NODE_NAME", "configure_transport", "camera_info_topic",
            "describe_qos"]
@@ -177,7 +182,7 @@ class PanopticNode(Node):
         self.params: NodeParameters | None = None
         self.pipeline = None
         self._cameras: list[_Camera] = []
-        self._worker: InferenceWorker[_Frame] | BatchInferenceWorker[_Frame] | None = None
+        self._worker: InferenceWorker[_Frame] | BatchInferenceWorker[_Frame] | PipelinedWorker[_Frame] | None = None
         self._diag_pub = None
         self._diag_timer = None
         self._model_path = ""
@@ -262,6 +267,9 @@ class PanopticNode(Node):
             self._worker = BatchInferenceWorker(len(self._cameras), lambda f: f.camera, self._process_batch,
                                                 self._on_batch_error, self._on_dropped,
                                                 window_s=p["batch_window_ms"] / 1e3)
+        elif p["pipeline_overlap"]:             # inference of frame N+1 overlaps decode / track / publish of N
+            self._worker = PipelinedWorker(self._infer_stage, self._finish_stage, self._on_worker_error,
+                                           self._on_dropped, order_key=_stamp_key, on_late=self._on_late)
         else:
             self._worker = InferenceWorker(self._process, self._on_worker_error, self._on_dropped)
         self._worker.start()
@@ -290,7 +298,9 @@ class PanopticNode(Node):
         topics = ", ".join(f"{cam.subs[0].topic_name} (camera_info {cam.subs[-1].topic_name})"
                            for cam in self._cameras)
         self.get_logger().info(f"active: {self.pipeline.backend.describe()}, model {self._model_path}, input size "
-                               f"{size}, tracking {'on' if p.tracker_config() else 'off'}, images {topics}")
+                               f"{size}, tracking {'on' if p.tracker_config() else 'off'}, stages "
+                               f"{'overlapped' if isinstance(self._worker, PipelinedWorker) else 'on one thread'}, "
+                               f"images {topics}")
         return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -382,7 +392,15 @@ class PanopticNode(Node):
             worker.submit(frame)
 
     def _on_dropped(self, frame: _Frame) -> None:
-        self._cameras[frame.camera].stats.on_dropped()
+        cams = self._cameras
+        if frame.camera < len(cams):            # a frame discarded after cleanup has nobody left to count it
+            cams[frame.camera].stats.on_dropped()
+
+    def _on_late(self, frame: _Frame) -> None:
+        """A frame older than one already published (stamps went backwards): dropped, counted, never published."""
+        self._on_dropped(frame)
+        self.get_logger().warning(f"frame {frame.header.stamp.sec}.{frame.header.stamp.nanosec:09d} dropped: older "
+                                  f"than one already published", throttle_duration_sec=WARN_THROTTLE_S)
 
     def _reject(self, exc: ImageConversionError, camera: int = 0) -> None:
         cam = self._cameras[camera]
@@ -423,6 +441,26 @@ class PanopticNode(Node):
             else compressed_to_rgb(frame.compressed, p["max_pixels"], self._fit)
         want_embedding = pubs["embedding"].get_subscription_count() > 0
         result = pipe.process(image, keep_embedding=want_embedding)
+        self._publish(frame, image, result)
+
+    def _infer_stage(self, frame: _Frame) -> tuple[np.ndarray, Any, dict[str, float]]:
+        """Stage 1 of the overlapped single-camera node (``pipeline_overlap``): decode compressed data,
+        Pipeline.infer (preprocess + network)."""
+        p, pipe = self.params, self.pipeline
+        image = frame.image if frame.image is not None \
+            else compressed_to_rgb(frame.compressed, p["max_pixels"], self._fit)
+        (inferred,), shared = pipe.infer([image])
+        return image, inferred, shared
+
+    def _finish_stage(self, frame: _Frame, staged: tuple[np.ndarray, Any, dict[str, float]]) -> None:
+        """Stage 2, on the other thread, in stage-1 order: Pipeline.finish (decode, transfer, the pipeline's
+        tracker), publish. ``total`` is both stages' work, without the wait between them."""
+        image, inferred, shared = staged
+        pipe, pubs = self.pipeline, self._pubs
+        want_embedding = pubs["embedding"].get_subscription_count() > 0
+        result = pipe.finish(inferred, keep_embedding=want_embedding, tracker=pipe.tracker)
+        result.timings_ms = {**shared, **result.timings_ms}
+        result.timings_ms["total"] = sum(result.timings_ms.values())
         self._publish(frame, image, result)
 
     def _process_batch(self, frames: list[_Frame]) -> None:
@@ -558,6 +596,12 @@ class PanopticNode(Node):
         if self._diag_pub is not None:
             self.destroy_publisher(self._diag_pub)
             self._diag_pub = None
+
+
+def _stamp_key(frame: _Frame) -> tuple[int, int]:
+    """A frame's order: its header stamp."""
+    stamp = frame.header.stamp
+    return stamp.sec, stamp.nanosec
 
 
 def _header(stamp: Any, frame_id: str = "") -> Any:

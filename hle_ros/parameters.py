@@ -197,6 +197,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("batch_window_ms", 100.0, float,
               "several cameras: after the first frame arrives, wait at most this long [ms] for the other cameras' "
               "frames so that they are inferred as one batch (0: take what is there)", lo=0.0, hi=1000.0),
+    ParamSpec("pipeline_overlap", False, bool,
+              "one camera: run the work in two stages on two threads (preprocess + inference | decode + track + "
+              "publish), so the next frame's inference overlaps this frame's decoding; outputs stay in stamp order. "
+              "Meant for GPU backends, where inference leaves the CPU free (not measured); on a 2-core CPU it gave "
+              "no gain (docs/RESULTS.md). false: one thread does it all (several cameras: always one thread)"),
     ParamSpec("subscribe_compressed", False, bool,
               "also subscribe to image/compressed (sensor_msgs/CompressedImage, decoded with OpenCV)"),
     ParamSpec("max_pixels", 4096 * 4096, int,

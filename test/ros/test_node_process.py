@@ -129,7 +129,8 @@ def node(small_model: Path, tmp_path_factory: pytest.TempPathFactory):
     proc = start_node(["--params-file", str(ROOT / "config" / "panoptic.yaml"), "--params-file", str(override),
                        "-p", f"model:={small_model}", "-p", "backend:=torch", "-p", "device:=cpu",
                        "-p", "qos.reliability:=reliable", "-p", "subscribe_compressed:=true",
-                       "-p", "embedding_mode:=first3"], log)
+                       "-p", "embedding_mode:=first3",
+                       "-p", "pipeline_overlap:=true"], log)   # the two-thread path (the default is one thread)
     tester = RosDriver()
     try:
         up = tester.spin_until(lambda: tester.image_pub.get_subscription_count() > 0 and

@@ -164,3 +164,116 @@ def test_batch_worker_stop_discards_waiting_frames() -> None:
     assert w.stop(1.0) and seen == []
     with pytest.raises(ValueError):
         BatchInferenceWorker(0, lambda item: 0, seen.append, lambda b, e: None)
+
+
+# --- PipelinedWorker: two stages on two threads (issue 15, item 3) ------------------------------------------------
+def _wait(cond, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return cond()
+
+
+def test_pipelined_worker_overlaps_stage_1_of_the_next_item_with_stage_2() -> None:
+    from hle_ros.worker import PipelinedWorker
+
+    in_finish, release = threading.Event(), threading.Event()
+    inferred, finished = [], []
+
+    def finish(item: int, staged: int) -> None:
+        in_finish.set()
+        release.wait(5)
+        finished.append((item, staged))
+
+    w = PipelinedWorker(lambda i: (inferred.append(i), i * 10)[1], finish, lambda i, e: None)
+    w.start()
+    w.submit(1)
+    assert in_finish.wait(5)                # 1 is in stage 2 (held)
+    w.submit(2)
+    assert _wait(lambda: inferred == [1, 2])   # 2 went through stage 1 while 1 is still in stage 2
+    assert finished == [] and w.busy
+    release.set()
+    assert _wait(lambda: len(finished) == 2)
+    assert finished == [(1, 10), (2, 20)] and _wait(lambda: not w.busy)
+    assert w.stop(1.0) and not w.alive
+
+
+def test_pipelined_worker_keeps_the_newest_frame_and_accounts_for_every_item() -> None:
+    from hle_ros.worker import PipelinedWorker
+
+    gate = threading.Event()
+    finished, dropped, errors = [], [], []
+    lock = threading.Lock()
+
+    def finish(item: int, staged: int) -> None:
+        gate.wait(5)
+        if item == 7:
+            raise RuntimeError("boom")
+        finished.append(item)
+
+    def on_drop(item: int) -> None:
+        with lock:
+            dropped.append(item)
+
+    w = PipelinedWorker(lambda i: i, finish, lambda i, e: errors.append((i, str(e))), on_drop)
+    w.start()
+    for i in range(1, 201):                 # stage 2 blocked: 1 in stage 2, 2 handed off, 3 inferred and holding
+        w.submit(i)
+        if i in (1, 2, 3):
+            assert _wait(lambda: not w.pending)   # taken by stage 1
+    gate.set()
+    assert _wait(lambda: not (w.pending or w.busy))
+    assert finished == [1, 2, 3, 200]       # in order, then only the newest of those that waited
+    assert sorted(dropped) == list(range(4, 200))
+    w.submit(7)                             # a failing stage 2 is reported; the threads carry on
+    assert _wait(lambda: errors == [(7, "boom")])
+    w.submit(8)
+    assert _wait(lambda: finished[-1] == 8)
+    assert w.stop(1.0)
+
+
+def test_pipelined_worker_never_finishes_an_older_key_after_a_newer_one() -> None:
+    from hle_ros.worker import PipelinedWorker
+
+    finished, late = [], []
+    w = PipelinedWorker(lambda i: i, lambda i, s: finished.append(i), lambda i, e: None,
+                        order_key=lambda i: i, on_late=late.append)
+    w.start()
+    for i in (5, 6, 3, 6, 9):               # 3 went backwards: dropped as late; an equal key is not late
+        w.submit(i)
+        assert _wait(lambda: not (w.pending or w.busy))
+    assert finished == [5, 6, 6, 9] and late == [3]
+    assert w.stop(1.0)
+
+
+def test_pipelined_worker_stop_reports_what_it_discards_and_is_bounded() -> None:
+    from hle_ros.worker import PipelinedWorker
+
+    in_infer, in_finish, release = threading.Event(), threading.Event(), threading.Event()
+    finished, dropped = [], []
+
+    def infer(item: int) -> int:
+        if item == 2:
+            in_infer.set()
+            release.wait(5)
+        return item
+
+    def finish(item: int, staged: int) -> None:
+        in_finish.set()
+        release.wait(5)
+        finished.append(item)
+
+    w = PipelinedWorker(infer, finish, lambda i, e: None, dropped.append)
+    w.start()
+    w.submit(1)
+    assert in_finish.wait(5)                # 1 in stage 2
+    w.submit(2)
+    assert in_infer.wait(5)                 # 2 in stage 1
+    w.submit(3)                             # 3 waits
+    t0 = time.perf_counter()
+    assert w.stop(0.2) is False             # both stages held: gives up after the timeout
+    assert time.perf_counter() - t0 < 0.5
+    assert dropped == [3]
+    release.set()
+    assert _wait(lambda: not w.alive)
+    assert finished == [1] and dropped == [3, 2]   # 1 finished; 2, inferred after the stop, reported dropped
