@@ -12,11 +12,12 @@
 #   31337    tracker tuning video (hle tune-tracker picks the tracker's default cost here)
 #   5150     tracking report video (never tuned on)
 #
-# Usage: scripts/release_default_model.sh [RUN_DIR] [OUT_DIR]      (defaults: runs/street runs/release)
+# Usage: scripts/release_default_model.sh [RUN_DIR] [OUT_DIR]
+#   defaults: runs/street4k runs/release4k (the run of scripts/train_default_model.sh)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-RUN=${1:-runs/street}
-OUT=${2:-runs/release}
+RUN=${1:-runs/street4k}
+OUT=${2:-runs/release4k}
 HLE=${HLE:-.venv/bin/hle}
 OLD_MODEL=${OLD_MODEL:-}            # optional: a previous release to evaluate on the same scenes ("before")
 mkdir -p "$OUT"

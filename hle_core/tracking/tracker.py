@@ -91,12 +91,12 @@ class TrackerConfig:
     max_age: int = 30                   # frames a confirmed track may stay unmatched before it is deleted
     momentum: float = 0.8               # μ ← normalise(momentum·μ + (1 - momentum)·e) after each match; [0, 1)
     min_birth_score: float = 0.0        # detections scoring below this continue tracks but never start one
-    max_center_distance: float = 1.0    # gate: box-centre distance to the track's last box, in mean box sizes
+    max_center_distance: float = 2.0    # gate: box-centre distance to the track's last box, in mean box sizes
                                         # (center_distance_matrix), must be <= this; 0 disables
     center_distance_growth: float = 0.5  # the centre gate widens by this many box sizes per frame a track is lost
-    cascade: bool = False               # matching cascade: confirmed tracks by frames since their last match,
+    cascade: bool = True                # matching cascade: confirmed tracks by frames since their last match,
                                         # then tentative tracks, each stage on the detections left
-    max_birth_overlap: float = 1.0      # an unmatched detection whose box is covered by more than this fraction
+    max_birth_overlap: float = 0.7      # an unmatched detection whose box is covered by more than this fraction
                                         # by the box of a same-class detection held by a track in this frame
                                         # (a fragment of that object) starts no track; 1 disables; in (0, 1]
 

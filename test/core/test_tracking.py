@@ -29,10 +29,11 @@ D = 8
 
 # ---------------------------------------------------------------------------------------------------
 # synthetic scenes
-#: The association before the spatial gate became the default (pure embedding cost, no centre gate): the tests
-#: of the life cycle and of each gate on its own construct it explicitly, so they do not depend on tuned defaults.
+#: The association before the spatial gate became the default (pure embedding cost, no centre gate, no cascade, no
+#: fragment suppression): the tests of the life cycle and of each gate on its own construct it explicitly, so they
+#: do not depend on tuned defaults.
 UNGATED = {"max_cosine_distance": 0.3, "embedding_weight": 1.0, "max_center_distance": 0.0,
-           "center_distance_growth": 0.0}
+           "center_distance_growth": 0.0, "cascade": False, "max_birth_overlap": 1.0}
 
 
 def ungated(**overrides) -> TrackerConfig:

@@ -121,12 +121,13 @@ def test_grid_parsing_and_candidates():
         parse_grid(["max_ages=3"])
     with pytest.raises(ConfigError, match="NAME=V1,V2"):
         parse_grid(["min_hits"])
-    cands, skipped = grid_candidates({"max_center_distance": [0, 1], "center_distance_growth": [0.0, 0.5],
+    gate = TrackerConfig().max_center_distance                        # one grid point is the default config
+    cands, skipped = grid_candidates({"max_center_distance": [0, gate], "center_distance_growth": [0.0, 0.5],
                                       "embedding_weight": [1, 0.5]})
     names = [n for n, _ in cands]
     assert names[:2] == ["box", "base"] and cands[0][1] == TrackerConfig(use_embeddings=False)
     assert cands[1][1] == TrackerConfig()
-    # growth without a gate is invalid (2 skipped); (0, 0, 1) equals the base (dropped); ints became floats
+    # growth without a gate is invalid (2 skipped); (gate, 0.5, 0.5) equals the base (dropped); ints became floats
     assert len(skipped) == 2 and len(cands) == 2 + 5
     assert all(isinstance(c.max_center_distance, float) and isinstance(c.embedding_weight, float) for _, c in cands)
     assert len({repr(c) for _, c in cands}) == len(cands)
@@ -159,7 +160,8 @@ def test_tune_tracker_numbers_equal_bag_eval(tiny_bag: Path, tmp_path: Path, mon
               "--backend", "torch", "--device", "cpu", "--no-progress"]
     rc = main(["tune-tracker", *common, "--out", str(out), "--grid", "max_cosine_distance=",
                "--grid", "embedding_weight=1.0", "--grid", "center_distance_growth=", "--grid", "cascade=",
-               "--grid", "max_birth_overlap=", "--grid", "max_center_distance=0,1"])
+               "--grid", "max_birth_overlap=", "--grid",
+               f"max_center_distance=0,{TrackerConfig().max_center_distance}"])
     assert rc == 0, capsys.readouterr().err
     assert len(calls) == 10                                                   # the network ran once per frame
     table = json.loads(out.with_suffix(".candidates.json").read_text())
