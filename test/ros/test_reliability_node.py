@@ -144,3 +144,25 @@ def test_case09_shutdown_under_a_frame_is_not_a_failed_frame(active_node) -> Non
     snap = node.stats.snapshot()
     assert snap.failed == {} and snap.processed == 0, snap.failed
     assert not any("failed" in e for e in errors), errors
+
+
+def test_sigint_racing_the_executor_is_a_clean_shutdown(monkeypatch):
+    """SIGINT may shut the context down between two waits of the executor: rclpy then raises RCLError ("failed to
+    initialize wait set: the given context is not valid") rather than ExternalShutdownException. `run` must
+    treat that as the shutdown it is (exit status 0), and still re-raise the same error while ROS is up."""
+    from hle_ros import panoptic_node
+
+    class RacingExecutor(panoptic_node.SingleThreadedExecutor):
+        shut_down_first = True
+
+        def spin(self) -> None:                 # what the signal handler + the next wait do, deterministically
+            if self.shut_down_first:
+                rclpy.shutdown()
+            raise RuntimeError("failed to initialize wait set: the given context is not valid")
+
+    monkeypatch.setattr(panoptic_node, "SingleThreadedExecutor", RacingExecutor)
+    args = ["panoptic_node", "--ros-args", "-p", "autostart:=false"]
+    assert panoptic_node.run(args) == 0
+    RacingExecutor.shut_down_first = False     # the same error with the context alive is a real failure
+    with pytest.raises(RuntimeError, match="wait set"):
+        panoptic_node.run(args)
