@@ -434,11 +434,16 @@ class PanopticNode(Node):
         self.params = params                    # one reference swap: the threads read either the old or the new
 
     # --- inference thread ---------------------------------------------------------------------------------
+    def _frame_image(self, frame: _Frame) -> np.ndarray:
+        """The frame's RGB image: converted at reception, or its compressed data decoded now (on the worker)."""
+        if frame.image is not None:
+            return frame.image
+        return compressed_to_rgb(frame.compressed, self.params["max_pixels"], self._fit)
+
     def _process(self, frame: _Frame) -> None:
         """The single-camera node's frame: Pipeline.process with the pipeline's own tracker."""
-        p, pipe, pubs = self.params, self.pipeline, self._pubs
-        image = frame.image if frame.image is not None \
-            else compressed_to_rgb(frame.compressed, p["max_pixels"], self._fit)
+        pipe, pubs = self.pipeline, self._pubs
+        image = self._frame_image(frame)
         want_embedding = pubs["embedding"].get_subscription_count() > 0
         result = pipe.process(image, keep_embedding=want_embedding)
         self._publish(frame, image, result)
@@ -446,10 +451,8 @@ class PanopticNode(Node):
     def _infer_stage(self, frame: _Frame) -> tuple[np.ndarray, Any, dict[str, float]]:
         """Stage 1 of the overlapped single-camera node (``pipeline_overlap``): decode compressed data,
         Pipeline.infer (preprocess + network)."""
-        p, pipe = self.params, self.pipeline
-        image = frame.image if frame.image is not None \
-            else compressed_to_rgb(frame.compressed, p["max_pixels"], self._fit)
-        (inferred,), shared = pipe.infer([image])
+        image = self._frame_image(frame)
+        (inferred,), shared = self.pipeline.infer([image])
         return image, inferred, shared
 
     def _finish_stage(self, frame: _Frame, staged: tuple[np.ndarray, Any, dict[str, float]]) -> None:
@@ -466,12 +469,11 @@ class PanopticNode(Node):
     def _process_batch(self, frames: list[_Frame]) -> None:
         """A multi-camera batch (at most one frame per camera): one Pipeline.process_batch call, each camera's
         tracker, outputs per camera. A frame whose compressed data cannot be decoded is rejected alone."""
-        p, pipe = self.params, self.pipeline
+        pipe = self.pipeline
         images, kept = [], []
         for frame in frames:
             try:
-                images.append(frame.image if frame.image is not None
-                              else compressed_to_rgb(frame.compressed, p["max_pixels"], self._fit))
+                images.append(self._frame_image(frame))
                 kept.append(frame)
             except ImageConversionError as exc:
                 self._reject(exc, frame.camera)

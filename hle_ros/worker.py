@@ -67,6 +67,23 @@ class LatestSlot(Generic[T]):
             return self._item is not None
 
 
+def _serve(take: Callable[[], Any], process: Callable[[Any], None], on_error: Callable[[Any, BaseException], None],
+           busy: threading.Event) -> None:
+    """A worker thread's loop: ``process`` every work item ``take`` returns (``busy`` set meanwhile) until
+    ``take`` returns None (closed); an exception is handed to ``on_error`` and the thread carries on."""
+    while True:
+        work = take()
+        if work is None:
+            return                                       # closed
+        busy.set()
+        try:
+            process(work)
+        except Exception as exc:                         # reported, counted by the node; the thread survives
+            on_error(work, exc)
+        finally:
+            busy.clear()
+
+
 class InferenceWorker(Generic[T]):
     """A daemon thread that runs ``process(item)`` on the newest submitted item.
 
@@ -120,17 +137,7 @@ class InferenceWorker(Generic[T]):
         return not self._thread.is_alive()
 
     def _run(self) -> None:
-        while True:
-            item = self._slot.take()
-            if item is None:
-                return                                   # closed
-            self._busy.set()
-            try:
-                self._process(item)
-            except Exception as exc:                     # reported, counted by the node; the thread survives
-                self._on_error(item, exc)
-            finally:
-                self._busy.clear()
+        _serve(self._slot.take, self._process, self._on_error, self._busy)
 
 
 class BatchInferenceWorker(Generic[T]):
@@ -217,17 +224,7 @@ class BatchInferenceWorker(Generic[T]):
             return batch
 
     def _run(self) -> None:
-        while True:
-            batch = self._take()
-            if batch is None:
-                return                                   # closed
-            self._busy.set()
-            try:
-                self._process(batch)
-            except Exception as exc:                     # reported, counted by the node; the thread survives
-                self._on_error(batch, exc)
-            finally:
-                self._busy.clear()
+        _serve(self._take, self._process, self._on_error, self._busy)
 
 
 class PipelinedWorker(Generic[T]):

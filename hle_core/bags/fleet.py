@@ -51,6 +51,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..atomic_io import atomic_write_bytes, file_sha256, update_from_file
+
 __all__ = ["FleetSettings", "FleetBag", "expand_bags", "bag_fingerprint", "file_sha256", "evaluate_task",
            "run_fleet", "EXECUTORS", "TEST_CRASH_ENV", "RESULT_FILE"]
 
@@ -60,7 +62,6 @@ TEST_CRASH_ENV = "HLE_FLEET_TEST_CRASH_DIR"
 #: Per-bag result, written last and atomically: its presence (with matching hashes) means the bag is done.
 RESULT_FILE = "result.json"
 BAG_SUFFIXES = (".mcap", ".db3")
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -159,15 +160,6 @@ def expand_bags(specs: Sequence[str | Path]) -> list[FleetBag]:
     return out
 
 
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def bag_fingerprint(path: str | Path) -> dict[str, Any]:
     """``{"sha256", "size", "mtime_ns"}`` of a bag file, or of a bag directory (sha256 over the sorted relative
     paths and bytes of its files; size summed, newest mtime)."""
@@ -182,33 +174,9 @@ def bag_fingerprint(path: str | Path) -> dict[str, Any]:
         st = f.stat()
         size, mtime = size + st.st_size, max(mtime, st.st_mtime_ns)
         h.update(str(f.relative_to(p)).encode() + b"\0")
-        with open(f, "rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                h.update(chunk)
+        update_from_file(h, f)
         h.update(b"\0")
     return {"sha256": h.hexdigest(), "size": size, "mtime_ns": mtime}
-
-
-def _umask() -> int:
-    mask = os.umask(0o22)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a tmp file of the same folder and ``os.replace`` (atomic on POSIX)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())                # as open() would create it (mkstemp makes it 0600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --- the task (runs in a worker: this process, a pool process or a Ray worker) -------------------------------
@@ -244,7 +212,7 @@ def _model_from_blob(blob: bytes, model_sha: str, suffix: str) -> str:
     """A Ray worker's local copy of the model (object store → node disk, once per node and model)."""
     path = Path(tempfile.gettempdir()) / "hle_fleet_models" / f"{model_sha}{suffix}"
     if not path.is_file():
-        _atomic_write(path, blob)
+        atomic_write_bytes(path, blob)
     return str(path)
 
 
@@ -524,11 +492,11 @@ def _store_result(run: _Run, bag: FleetBag, i: int, res: dict[str, Any]) -> dict
     if res["status"] == "ok":
         m = res["metrics"]
         for name, data in res["files"].items():
-            _atomic_write(folder / name, data)
+            atomic_write_bytes(folder / name, data)
         row.update({k: m.get(k) for k in ("frames_total", "frames_evaluated", "frames_rejected", "frames_scored",
                                           "rejected_by_reason", "sequences", "read_error", "PQ")},
                    sums=res["sums"], report=str(Path("bags") / bag.key / "report.md"))
     else:
         row.update(reason=res.get("reason"), retryable=bool(res.get("retryable")))
-    _atomic_write(folder / RESULT_FILE, json.dumps(row).encode())
+    atomic_write_bytes(folder / RESULT_FILE, json.dumps(row).encode())
     return row

@@ -229,7 +229,7 @@ def _plot_pq(result: dict[str, Any], out: Path) -> str:
 def write_fleet_report(result: dict[str, Any], rows: Sequence[dict[str, Any]], out: str | Path) -> dict[str, Any]:
     """Write ``fleet_pq.png`` (when plots are on and matplotlib is installed), ``fleet_report.md`` and
     ``fleet.json`` into ``out``; returns ``{"report", "json", "plots", "plots_skipped"}`` (relative paths)."""
-    from .fleet import _atomic_write
+    from ..atomic_io import atomic_write_bytes
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -241,6 +241,6 @@ def write_fleet_report(result: dict[str, Any], rows: Sequence[dict[str, Any]], o
             files["plots_skipped"] = "matplotlib is not installed"
     else:
         files["plots_skipped"] = "plots switched off"
-    _atomic_write(out / "fleet_report.md", render_fleet_markdown(result, files).encode())
-    _atomic_write(out / "fleet.json", json.dumps({**result, "files": files}, indent=1).encode())
+    atomic_write_bytes(out / "fleet_report.md", render_fleet_markdown(result, files).encode())
+    atomic_write_bytes(out / "fleet.json", json.dumps({**result, "files": files}, indent=1).encode())
     return files

@@ -26,10 +26,11 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+from ..atomic_io import atomic_write_bytes, file_sha256
 
 __all__ = [
     "EngineKey", "EngineCache", "EngineCacheError", "ForeignEngineError", "SIDECAR_FORMAT", "file_sha256",
@@ -107,15 +108,6 @@ def key_differences(expected: EngineKey, found: EngineKey) -> list[str]:
     return [f"{k}: engine has {b[k]!r}, expected {a[k]!r}" for k in a if a[k] != b[k]]
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def sidecar_path(engine_path: str | Path) -> Path:
     """``model.engine`` → ``model.engine.json``."""
     p = Path(engine_path)
@@ -130,32 +122,18 @@ def default_cache_dir() -> Path:
     return Path(base) / "hle"
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_engine(engine_path: str | Path, engine: bytes, key: EngineKey, *, metadata: dict[str, str],
                  onnx_io: dict[str, dict[str, list[int]]], onnx_path: str | Path | None = None) -> Path:
     """Atomically write the engine, then its sidecar (a crash leaves no sidecar, so no reuse)."""
     engine_path = Path(engine_path)
     sidecar = sidecar_path(engine_path)
     sidecar.unlink(missing_ok=True)                           # never a valid sidecar beside a half-new engine
-    _atomic_write(engine_path, engine)
+    atomic_write_bytes(engine_path, engine)
     doc = {"format": SIDECAR_FORMAT, "version": SIDECAR_VERSION, "key": key.to_dict(), "key_digest": key.digest(),
            "engine_sha256": hashlib.sha256(engine).hexdigest(),
            "onnx_path": str(onnx_path) if onnx_path is not None else None,
            "onnx_io": onnx_io, "metadata": metadata}
-    _atomic_write(sidecar, json.dumps(doc, indent=1, sort_keys=True).encode())
+    atomic_write_bytes(sidecar, json.dumps(doc, indent=1, sort_keys=True).encode())
     return engine_path
 
 
@@ -273,7 +251,7 @@ def write_file_record(path: str | Path, **fields: str) -> Path:
     path = Path(path)
     doc = {"format": FILE_RECORD_FORMAT, "version": 1, "file": path.name, "sha256": file_sha256(path), **fields}
     record = sidecar_path(path)
-    _atomic_write(record, json.dumps(doc, indent=1, sort_keys=True).encode())
+    atomic_write_bytes(record, json.dumps(doc, indent=1, sort_keys=True).encode())
     return record
 
 
