@@ -53,5 +53,10 @@ setup(
             "panoptic_node = hle_ros.panoptic_node:main",
             "hle_bag_play = hle_ros.bag_play:main",
         ],
+        # Commands other packages add to `hle` (hle_core.cli.PLUGIN_GROUP): the ROS side registers its own, so
+        # hle_core never imports hle_ros. Takes effect on (re)install: `make setup` / `pip install -e .`.
+        "hle.commands": [
+            "bag-play = hle_ros.commands.bag_play",
+        ],
     },
 )

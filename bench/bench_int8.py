@@ -71,7 +71,7 @@ def evaluate(backend, data: str, split: str, out_dir: Path) -> dict:
     from hle_core.data import PanopticDataset
     from hle_core.evaluation.checkpoint_eval import sample_names
     from hle_core.evaluation.coco_export import CocoPanopticFiles, dataset_ground_truth
-    from hle_core.evaluation.pq import pq_compute
+    from hle_core.evaluation import pq_compute
     from hle_core.evaluation.predict import decode_outputs, infer_outputs
 
     model, cfg = OnnxNetwork(backend), backend.config

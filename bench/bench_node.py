@@ -26,10 +26,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hle_core.config import HLEConfig  # noqa: E402
-from hle_core.pipeline import Pipeline  # noqa: E402
-from hle_core.runtime.base import Backend  # noqa: E402
-from hle_core.tracking import TrackerConfig  # noqa: E402
+from hle_core.config import HLEConfig
+from hle_core.pipeline import Pipeline
+from hle_core.runtime.base import Backend
+from hle_core.tracking import TrackerConfig
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

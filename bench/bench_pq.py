@@ -1,23 +1,31 @@
 """Time ``hle evaluate pq`` against panopticapi's single process (and hotcoco) on synthetic COCO panoptic files.
 
-Generates ``--pairs`` ground-truth / prediction pairs at ``--height`` x ``--width`` (default 60 at 512x1024):
-about 20 Voronoi stuff regions (one segment per stuff category, as in COCO), about 30 elliptic thing instances
-(a few crowd regions), void bands on region borders; the prediction moves the stuff borders, jitters, drops,
-relabels and adds instances. Every tool is timed as a whole process (``subprocess``, wall clock, start-up
-included, median of ``--repeats``):
+Two scenes, each a set of ground-truth / prediction pairs at ``--height`` x ``--width`` (default 512x1024):
+
+* ``sparse``: 80 pairs of about 11 segments per image (8 Voronoi stuff regions, 5 thing instances), where PNG
+  decoding is almost all of the work;
+* ``dense``: 60 pairs of about 20 Voronoi stuff regions (one segment per stuff category, as in COCO) and 30
+  elliptic thing instances (a few crowd regions).
+
+Void bands lie on region borders; the prediction moves the stuff borders, jitters, drops, relabels and adds
+instances. Every tool is timed as a whole process (``subprocess``, wall clock, start-up included, median of
+``--repeats``, the tools interleaved):
 
 * ``hle evaluate pq`` with ``--workers 1`` and with the default (all cores);
-* panopticapi's ``pq_compute_single_core`` called directly (its ``pq_compute`` spawns one process per core),
-  in the tool venv made by ``scripts/panopticapi_venv.sh``;
+* panopticapi's ``pq_compute_single_core`` in the tool venv made by ``scripts/panopticapi_venv.sh`` (run by
+  ``scripts/panopticapi_runner.py``, the runner ``test/core/test_pq.py`` uses too);
 * ``hotcoco.panoptic.pq_compute`` if hotcoco is installed in that venv (``WITH_HOTCOCO=1``).
 
-Besides the wall clock (the criterion), each run's CPU time (user + sys of the child processes) is recorded:
-on a shared, loaded machine it is far less noisy than the wall clock, and for single-process tools it is what
-the wall clock would be on an idle machine. The load average is printed before and after. Then it checks the
-numbers agree, times the fixed start-up cost (one image pair) and prints where the CPU time of the in-process
-evaluation goes (PNG decoding, RGB -> id, joint histogram, matching). Example::
+Besides the wall clock (the criterion), each run's CPU time (user + sys of the child processes) is recorded; the
+load average is printed before and after. Per scene it checks the numbers agree with panopticapi and prints where
+the CPU time of the in-process evaluation goes (PNG decoding, RGB -> id, joint histogram, matching); then the
+fixed start-up cost (one image pair) and a summary of the speed-ups over panopticapi per scene. Example (both
+scenes; ``bench/run_all.sh pq`` runs this)::
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_pq.py --pairs 60 --height 512 --width 1024 --repeats 5
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_pq.py --repeats 5
+
+``--scenes sparse`` / ``--scenes dense`` run one; ``--pairs`` / ``--height`` / ``--width`` override the scene
+sizes (e.g. ``--pairs 4 --height 64 --width 128 --repeats 1`` to check that it runs).
 """
 from __future__ import annotations
 
@@ -44,17 +52,27 @@ STUFF_IDS = list(range(101, 113))
 THING_IDS = list(range(1, 9))
 
 
+#: The scenes: pairs, Voronoi stuff regions per image (before merging by category), thing instances per image.
+SCENES = {
+    "sparse": {"pairs": 80, "stuff": 8, "instances": 5},
+    "dense": {"pairs": 60, "stuff": 20, "instances": 30},
+}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pairs", type=int, default=60, help="number of GT / prediction image pairs")
+    p.add_argument("--scenes", nargs="+", choices=sorted(SCENES), default=["sparse", "dense"],
+                   help="scenes to time (default: sparse dense)")
+    p.add_argument("--pairs", type=int, default=None, help="image pairs per scene (default: the scene's, 80 / 60)")
     p.add_argument("--height", type=int, default=512, help="image height in pixels")
     p.add_argument("--width", type=int, default=1024, help="image width in pixels")
-    p.add_argument("--stuff", type=int, default=20, help="Voronoi stuff regions per image (before merging by category)")
-    p.add_argument("--instances", type=int, default=30, help="thing instances per ground-truth image")
+    p.add_argument("--stuff", type=int, default=None, help="override the scene's Voronoi stuff regions per image")
+    p.add_argument("--instances", type=int, default=None, help="override the scene's thing instances per image")
     p.add_argument("--repeats", type=int, default=3, help="timed whole-process runs per tool (median reported)")
     p.add_argument("--workers", type=int, default=None, help="--workers of the parallel hle run (default: all cores)")
     p.add_argument("--data-dir", type=Path, default=None,
-                   help="keep the generated files here and reuse them on later runs (default: a temp dir)")
+                   help="keep the generated files here (one folder per scene) and reuse them on later runs with "
+                        "the same settings (default: a temp dir)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the generator")
     p.add_argument("--panopticapi-python", type=Path, default=None,
                    help="python of the panopticapi tool venv (default: $HLE_PANOPTICAPI_PYTHON or "
@@ -200,30 +218,6 @@ def write_dataset(out: Path, pairs: int, h: int, w: int, n_stuff: int, n_inst: i
 
 # ----------------------------------------------------------------------------------------------------
 # whole-process timing
-PANOPTICAPI_SINGLE = r"""
-import json, sys
-from panopticapi.evaluation import pq_compute_single_core
-gt_json, pred_json, gt_folder, pred_folder, out = sys.argv[1:6]
-gt = json.load(open(gt_json)); pred = json.load(open(pred_json))
-cats = {c["id"]: c for c in gt["categories"]}
-by_id = {a["image_id"]: a for a in pred["annotations"]}
-stat = pq_compute_single_core(0, [(a, by_id[a["image_id"]]) for a in gt["annotations"]], gt_folder, pred_folder, cats)
-res = {}
-for name, isthing in [("All", None), ("Things", True), ("Stuff", False)]:
-    res[name], per_class = stat.pq_average(cats, isthing=isthing)
-    if name == "All":
-        res["per_class"] = per_class
-json.dump(res, open(out, "w"), default=float)
-"""
-
-HOTCOCO = r"""
-import json, sys
-from hotcoco.panoptic import pq_compute
-gt_json, pred_json, gt_folder, pred_folder, out = sys.argv[1:6]
-json.dump(pq_compute(gt_json, pred_json, gt_folder, pred_folder), open(out, "w"), default=float)
-"""
-
-
 def _time_process(cmd: list[str], repeats: int) -> tuple[float, list[float], list[float]]:
     """Median wall clock, every run's wall clock and every run's CPU time (user + sys of the child), seconds."""
     times, cpus = [], []
@@ -259,7 +253,8 @@ def profile(paths: dict[str, Path]) -> dict[str, float]:
     import cv2
 
     from hle_core.evaluation import pq as P
-    from hle_core.evaluation.png_io import _bgr_to_id
+    from hle_core.evaluation.pq_files import segment_table
+    from hle_core.panoptic_io import _bgr_to_id
 
     t = dict.fromkeys(("json + segment tables", "PNG decode (cv2)", "RGB -> id", "joint histogram",
                        "matching + stats"), 0.0)
@@ -274,14 +269,14 @@ def profile(paths: dict[str, Path]) -> dict[str, float]:
     for g_ann in gt["annotations"]:
         p_ann = by_id[g_ann["image_id"]]
         t0 = time.process_time()
-        g = P._segment_table(g_ann, cats, cats.index, "gt", True)
-        p = P._segment_table(p_ann, cats, cats.index, "pred", False)
+        g = segment_table(g_ann, cats, cats.index, "gt", True)
+        p = segment_table(p_ann, cats, cats.index, "pred", False)
         t1 = time.process_time()
         g_bgr = cv2.imdecode(np.fromfile(str(paths["gt_folder"] / g_ann["file_name"]), np.uint8), cv2.IMREAD_UNCHANGED)
         p_bgr = cv2.imdecode(np.fromfile(str(paths["pred_folder"] / p_ann["file_name"]), np.uint8),
                              cv2.IMREAD_UNCHANGED)
         t2 = time.process_time()
-        g_ids, p_ids = _bgr_to_id(g_bgr, bufs.get("g")), _bgr_to_id(p_bgr, bufs.get("p"))   # as in pq.py
+        g_ids, p_ids = _bgr_to_id(g_bgr, bufs.get("g")), _bgr_to_id(p_bgr, bufs.get("p"))   # as read_panoptic_png
         bufs["g"], bufs["p"] = g_ids.base, p_ids.base
         t3 = time.process_time()
         inter, _, _ = P._joint_histogram(g_ids, p_ids, g.ids, p.ids)   # as evaluate_coco_pair
@@ -293,100 +288,143 @@ def profile(paths: dict[str, Path]) -> dict[str, float]:
     return t
 
 
+def _scene_data(args: argparse.Namespace, scene: str, root: Path) -> tuple[dict[str, Path], dict]:
+    """The scene's files under ``root/<scene>``: reused when written with the same settings, else generated."""
+    cfg = {**SCENES[scene], "height": args.height, "width": args.width, "seed": args.seed}
+    for key in ("pairs", "stuff", "instances"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
+    data = root / scene
+    paths = {"gt_json": data / "gt.json", "gt_folder": data / "gt", "pred_json": data / "pred.json",
+             "pred_folder": data / "pred"}
+    settings = data / "settings.json"
+    if settings.exists() and json.loads(settings.read_text()) == cfg and paths["pred_json"].exists():
+        print(f"[{scene}] reusing the data under {data} (delete it to regenerate)")
+    else:
+        t0 = time.perf_counter()
+        shutil.rmtree(data, ignore_errors=True)
+        paths = write_dataset(data, cfg["pairs"], cfg["height"], cfg["width"], cfg["stuff"], cfg["instances"],
+                              cfg["seed"])
+        settings.write_text(json.dumps(cfg))
+        print(f"[{scene}] generated {cfg['pairs']} pairs at {cfg['height']}x{cfg['width']} in "
+              f"{time.perf_counter() - t0:.1f} s under {data}")
+    gt = json.loads(paths["gt_json"].read_text())
+    cfg["segments per GT image"] = statistics.mean(len(a["segments_info"]) for a in gt["annotations"])
+    return paths, cfg
+
+
+def _hle_command(args: argparse.Namespace) -> list[str]:
+    """``hle evaluate`` (or ``python -m hle_core.commands.evaluate``), ready for ``pq ...``."""
+    if args.hle:
+        return [args.hle, "evaluate"]
+    if (ROOT / ".venv" / "bin" / "hle").exists():
+        return [str(ROOT / ".venv" / "bin" / "hle"), "evaluate"]
+    return [sys.executable, "-m", "hle_core.commands.evaluate"]
+
+
+def run_scene(args: argparse.Namespace, scene: str, paths: dict[str, Path], cfg: dict) -> dict[str, float]:
+    """Time the tools on one scene, print the table and the CPU profile; returns tool -> wall-clock speed-up
+    over panopticapi (empty without the tool venv)."""
+    from scripts.panopticapi_runner import has_hotcoco, hotcoco_command, panopticapi_command, panopticapi_python
+
+    data = paths["gt_json"].parent
+    files = [paths[k] for k in ("gt_json", "pred_json", "gt_folder", "pred_folder")]
+    pq_args = ["pq", "--gt-json", str(files[0]), "--pred-json", str(files[1]), "--gt-folder", str(files[2]),
+               "--pred-folder", str(files[3])]
+    runs: dict[str, tuple[list[str], Path]] = {}
+    n = args.workers or os.cpu_count() or 1
+    for w in (1, n):
+        out = data / f"hle_w{w}.json"
+        runs[f"hle evaluate pq --workers {w}"] = ([*_hle_command(args), *pq_args, "--workers", str(w), "--out",
+                                                  str(out)], out)
+    ref_name = "panopticapi pq_compute_single_core"
+    papi = panopticapi_python(args.panopticapi_python)
+    if papi is not None:
+        runs[ref_name] = (panopticapi_command(papi, *files, data / "papi.json"), data / "papi.json")
+        if has_hotcoco(papi):
+            runs["hotcoco pq_compute"] = (hotcoco_command(papi, *files, data / "hc.json"), data / "hc.json")
+    else:
+        print("panopticapi tool venv not found: run scripts/panopticapi_venv.sh (no speed-ups without it)")
+    env_note = f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, {os.cpu_count()} CPU cores"
+    load_before = _load()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    cpus: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.repeats):          # interleaved, so load drift hits every tool alike
+        for name, (cmd, _) in runs.items():
+            _, wall, cpu = _time_process(cmd, 1)
+            times[name].extend(wall)
+            cpus[name].extend(cpu)
+    load_after = _load()
+    ref = json.loads(runs[ref_name][1].read_text()) if ref_name in runs else None
+    ref_t = statistics.median(times[ref_name]) if ref_name in runs else None
+    ref_c = statistics.median(cpus[ref_name]) if ref_name in runs else None
+    print(f"\n[{scene}] {cfg['pairs']} pairs at {cfg['height']}x{cfg['width']}, "
+          f"{cfg['segments per GT image']:.1f} segments per ground-truth image; whole process, median of "
+          f"{args.repeats} ({env_note}; {load_before} before, {load_after} after):")
+    print(f"{'tool':34s} {'wall s':>7s} {'runs (wall s)':>30s} {'x papi':>7s} {'CPU s':>7s} {'x papi':>7s} "
+          f"{'max |diff|':>10s}")
+    speedups = {}
+    for name, (_, out) in runs.items():
+        med, cpu = statistics.median(times[name]), statistics.median(cpus[name])
+        speed = f"{ref_t / med:.1f}x" if ref_t else "-"
+        cspeed = f"{ref_c / cpu:.1f}x" if ref_c else "-"
+        if ref_t:
+            speedups[name] = ref_t / med
+        diff = "-"
+        if ref is not None and name != ref_name:
+            res = json.loads(out.read_text())
+            if "per_class" in res and not isinstance(next(iter(res["per_class"])), str):
+                res["per_class"] = {str(k): v for k, v in res["per_class"].items()}
+            diff = f"{_max_diff(res, ref):.1e}"
+        runs_s = " ".join(f"{x:.2f}" for x in times[name])
+        print(f"{name:34s} {med:7.3f} {runs_s:>30s} {speed:>7s} {cpu:7.3f} {cspeed:>7s} {diff:>10s}")
+    prof = profile(paths)
+    total = sum(prof.values())
+    print(f"in-process CPU profile, 1 worker, {cfg['pairs']} pairs ({total * 1e3:.0f} ms):")
+    for k, v in prof.items():
+        print(f"  {k:24s} {v * 1e3:8.1f} ms  {v / cfg['pairs'] * 1e3:6.2f} ms/pair  {100 * v / total:5.1f} %")
+    return speedups
+
+
+def startup(args: argparse.Namespace, paths: dict[str, Path]) -> None:
+    """Fixed cost: python alone, the imports of the evaluation, and a whole ``hle evaluate pq`` of one pair."""
+    one = paths["gt_json"].parent / "one_pair"
+    one.mkdir(exist_ok=True)
+    for key in ("gt_json", "pred_json"):
+        full = json.loads(paths[key].read_text())
+        full["annotations"] = full["annotations"][:1]
+        (one / paths[key].name).write_text(json.dumps(full))
+    one_cmd = [*_hle_command(args), "pq", "--gt-json", str(one / "gt.json"), "--pred-json", str(one / "pred.json"),
+               "--gt-folder", str(paths["gt_folder"]), "--pred-folder", str(paths["pred_folder"]), "--workers", "1"]
+    start = [sys.executable, "-c", "import cv2, hle_core.evaluation.pq_files, hle_core.evaluation.pq_tables"]
+    bare = [sys.executable, "-c", "pass"]
+    print("\nstart-up, median of 5 (wall / CPU ms): " + ", ".join(
+        f"{what} {1e3 * r[0]:.0f} / {1e3 * statistics.median(r[2]):.0f}"
+        for what, r in (("python alone", _time_process(bare, 5)),
+                        ("+ numpy/cv2/hle_core.evaluation", _time_process(start, 5)),
+                        ("hle evaluate pq of 1 pair", _time_process(one_cmd, 5)))))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tmp = None
     if args.data_dir is None:
-        tmp = Path(tempfile.mkdtemp(prefix="bench_pq_"))
-        data = tmp
+        tmp = root = Path(tempfile.mkdtemp(prefix="bench_pq_"))
     else:
-        data = args.data_dir
+        root = args.data_dir
     try:
-        t0 = time.perf_counter()
-        if (data / "gt.json").exists() and (data / "pred.json").exists():
-            paths = {"gt_json": data / "gt.json", "gt_folder": data / "gt", "pred_json": data / "pred.json",
-                     "pred_folder": data / "pred"}
-            print(f"reusing the data under {data} (delete it to regenerate)")
-        else:
-            paths = write_dataset(data, args.pairs, args.height, args.width, args.stuff, args.instances, args.seed)
-            print(f"generated {args.pairs} pairs at {args.height}x{args.width} in {time.perf_counter() - t0:.1f} s "
-                  f"under {data}")
-        files = [str(paths[k]) for k in ("gt_json", "pred_json", "gt_folder", "pred_folder")]
-        hle = [args.hle] if args.hle else ([str(ROOT / ".venv" / "bin" / "hle")] if (ROOT / ".venv/bin/hle").exists()
-                                           else [sys.executable, "-m", "hle_core.commands.evaluate"])
-        hle_args = ["evaluate"] if args.hle or (ROOT / ".venv/bin/hle").exists() else []
-        hle_args += ["pq", "--gt-json", files[0], "--pred-json", files[1], "--gt-folder", files[2],
-                     "--pred-folder", files[3]]
-        runs: dict[str, tuple[list[str], Path]] = {}
-        out1, outn = data / "hle_w1.json", data / "hle_wn.json"
-        runs["hle evaluate pq --workers 1"] = ([*hle, *hle_args, "--workers", "1", "--out", str(out1)], out1)
-        n = args.workers or os.cpu_count() or 1
-        runs[f"hle evaluate pq --workers {n}"] = ([*hle, *hle_args, "--workers", str(n), "--out", str(outn)], outn)
-        papi = args.panopticapi_python or Path(os.environ.get("HLE_PANOPTICAPI_PYTHON",
-                                                              ROOT / ".venv-panopticapi" / "bin" / "python"))
-        if papi.exists():
-            (data / "papi.py").write_text(PANOPTICAPI_SINGLE)
-            runs["panopticapi pq_compute_single_core"] = ([str(papi), str(data / "papi.py"), *files,
-                                                           str(data / "papi.json")], data / "papi.json")
-            has_hotcoco = subprocess.run([str(papi), "-c", "import hotcoco"], capture_output=True).returncode == 0
-            if has_hotcoco:
-                (data / "run_hotcoco.py").write_text(HOTCOCO)   # not hotcoco.py: it would shadow the package
-                runs["hotcoco pq_compute"] = ([str(papi), str(data / "run_hotcoco.py"), *files, str(data / "hc.json")],
-                                              data / "hc.json")
-        else:
-            print(f"panopticapi tool venv not found at {papi}: run scripts/panopticapi_venv.sh")
-        env_note = f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, {os.cpu_count()} CPU cores"
-        load_before = _load()
-        times = {name: [] for name in runs}
-        cpus = {name: [] for name in runs}
-        for _ in range(args.repeats):          # interleaved, so load drift hits every tool alike
-            for name, (cmd, _) in runs.items():
-                _, wall, cpu = _time_process(cmd, 1)
-                times[name].extend(wall)
-                cpus[name].extend(cpu)
-        load_after = _load()
-        ref_name = "panopticapi pq_compute_single_core"
-        ref = json.loads(runs[ref_name][1].read_text()) if ref_name in runs else None
-        ref_t = statistics.median(times[ref_name]) if ref_name in runs else None
-        ref_c = statistics.median(cpus[ref_name]) if ref_name in runs else None
-        print(f"\nwhole process, median of {args.repeats} ({env_note}; {load_before} before, {load_after} after):")
-        print(f"{'tool':34s} {'wall s':>7s} {'runs (wall s)':>30s} {'x papi':>7s} {'CPU s':>7s} {'x papi':>7s} "
-              f"{'max |diff|':>10s}")
-        for name, (_, out) in runs.items():
-            med, cpu = statistics.median(times[name]), statistics.median(cpus[name])
-            speed = f"{ref_t / med:.1f}x" if ref_t else "-"
-            cspeed = f"{ref_c / cpu:.1f}x" if ref_c else "-"
-            diff = "-"
-            if ref is not None and name != ref_name:
-                res = json.loads(out.read_text())
-                if "per_class" in res and not isinstance(next(iter(res["per_class"])), str):
-                    res["per_class"] = {str(k): v for k, v in res["per_class"].items()}
-                diff = f"{_max_diff(res, ref):.1e}"
-            runs_s = " ".join(f"{x:.2f}" for x in times[name])
-            print(f"{name:34s} {med:7.3f} {runs_s:>30s} {speed:>7s} {cpu:7.3f} {cspeed:>7s} {diff:>10s}")
-
-        # fixed cost: python alone, the imports of the evaluation, and a whole `hle evaluate pq` of one pair
-        one = data / "one_pair"
-        one.mkdir(exist_ok=True)
-        for key in ("gt_json", "pred_json"):
-            full = json.loads(paths[key].read_text())
-            full["annotations"] = full["annotations"][:1]
-            (one / paths[key].name).write_text(json.dumps(full))
-        one_cmd = [*hle, *hle_args, "--workers", "1"]
-        one_cmd[one_cmd.index(str(paths["gt_json"]))] = str(one / paths["gt_json"].name)
-        one_cmd[one_cmd.index(str(paths["pred_json"]))] = str(one / paths["pred_json"].name)
-        start = [sys.executable, "-c", "import hle_core.evaluation.pq, hle_core.evaluation.png_io"]
-        bare = [sys.executable, "-c", "pass"]
-        print("\nstart-up, median of 5 (wall / CPU ms): " + ", ".join(
-            f"{what} {1e3 * r[0]:.0f} / {1e3 * statistics.median(r[2]):.0f}"
-            for what, r in (("python alone", _time_process(bare, 5)),
-                            ("+ numpy/cv2/hle_core.evaluation", _time_process(start, 5)),
-                            ("hle evaluate pq of 1 pair", _time_process(one_cmd, 5)))))
-        prof = profile(paths)
-        total = sum(prof.values())
-        print(f"in-process CPU profile, 1 worker, {args.pairs} pairs ({total * 1e3:.0f} ms):")
-        for k, v in prof.items():
-            print(f"  {k:24s} {v * 1e3:8.1f} ms  {v / args.pairs * 1e3:6.2f} ms/pair  {100 * v / total:5.1f} %")
+        summary = {}
+        for scene in args.scenes:
+            paths, cfg = _scene_data(args, scene, root)
+            summary[scene] = (cfg, run_scene(args, scene, paths, cfg))
+        startup(args, paths)
+        print("\nspeed-up over panopticapi's single process (whole process, wall clock):")
+        tools = sorted({name for _, sp in summary.values() for name in sp if not name.startswith("panopticapi")})
+        print(f"{'scene':8s} {'pairs':>5s} {'size':>9s} {'seg/img':>7s} " + " ".join(f"{t:>30s}" for t in tools))
+        for scene, (cfg, sp) in summary.items():
+            cells = " ".join(f"{sp[t]:29.1f}x" if t in sp else f"{'-':>30s}" for t in tools)
+            print(f"{scene:8s} {cfg['pairs']:5d} {cfg['height']:4d}x{cfg['width']:<4d} "
+                  f"{cfg['segments per GT image']:7.1f} {cells}")
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

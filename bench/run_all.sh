@@ -29,7 +29,7 @@ for s in "${sections[@]}"; do
                 --resolutions 512x1024 1024x2048 --backbones mobilenet_v2 resnet50 --repeats 3 --warmup 1 \
                 --threads 2 --out "$OUT/backends.json" ;;
     node) run node $PY bench/bench_node.py --frames 10 --warmup 2 ;;
-    pq) run pq env OMP_NUM_THREADS=1 $PY bench/bench_pq.py --pairs 60 --height 512 --width 1024 --repeats 5 ;;
+    pq) run pq env OMP_NUM_THREADS=1 $PY bench/bench_pq.py --repeats 5 ;;   # sparse (80 pairs) + dense (60), 512x1024
     soak) run soak $PY bench/soak_node.py --frames 10000 --rate 30 --height 240 --width 320 --window-s 30 \
             --json "$OUT/soak.json" ;;
     tracking)   # embeddings vs box-overlap-only tracker on an unseen-seed synthetic video bag

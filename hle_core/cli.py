@@ -4,6 +4,11 @@ Every module ``hle_core/commands/<name>.py`` (names starting with ``_`` excepted
 ``add_parser(subparsers)``, which registers its parser with ``set_defaults(func=run)``, and ``run(args) -> int``.
 Command modules import torch, OpenCV and the like inside ``run``, so ``hle --help`` and light commands start fast.
 
+Commands of other packages are registered in the installed metadata, entry-point group :data:`PLUGIN_GROUP`
+(name: the command, value: a module with the same contract); this is how ``hle bag-play`` (ROS 2 replay,
+``hle_ros.commands.bag_play``) joins without hle_core importing or naming the ROS package. A plugin module is
+imported only when its command is run (``hle --help`` lists it without importing it).
+
     hle --help
     hle info --json
 
@@ -18,14 +23,19 @@ import argparse
 import importlib
 import pkgutil
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from . import __version__
 from .config import ConfigError
 
-__all__ = ["CommandModuleError", "build_parser", "main", "is_expected_error"]
+__all__ = ["CommandModuleError", "build_parser", "main", "is_expected_error", "plugin_commands"]
 
 COMMANDS_PACKAGE = "hle_core.commands"
+#: Entry-point group of the commands the ROS side adds to ``hle`` (setup.py ``entry_points``), e.g.
+#: ``bag-play = hle_ros.commands.bag_play``; only the ``hle`` command itself (:data:`COMMANDS_PACKAGE`) loads them.
+PLUGIN_GROUP = "hle.commands"
+#: The distribution whose metadata registers them (setup.py ``name``).
+DISTRIBUTION = "hle"
 #: Expected errors besides ConfigError / OSError / ValueError, as (module, class): checked only when the module is
 #: already imported (an error of a module never imported cannot have been raised), so start-up stays light.
 EXPECTED_ERRORS = (
@@ -33,7 +43,7 @@ EXPECTED_ERRORS = (
     ("hle_core.model.checkpoint", "CheckpointError"),
     ("hle_core.model.backbones", "PretrainedWeightsError"),
     ("hle_core.runtime.export", "OnnxExportError"),
-    ("hle_core.runtime.export", "TensorRTBuildError"),
+    ("hle_core.runtime.tensorrt_build", "TensorRTBuildError"),
     ("hle_core.runtime.engine_cache", "EngineCacheError"),
     ("hle_core.runtime.base", "BackendUnavailable"),
     ("hle_core.runtime.tensorrt_backend", "EngineMismatchError"),
@@ -65,12 +75,21 @@ def build_parser(commands_package: str = COMMANDS_PACKAGE, only: str | None = No
                         help="on an error, show the full traceback instead of one line (also after COMMAND)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
-    package = importlib.import_module(commands_package)
-    names = sorted(m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_"))
+    names = _command_modules(commands_package)
+    plugins = plugin_commands() if commands_package == COMMANDS_PACKAGE and only not in names else {}
     if only is not None:
-        names = [n for n in names if n == only]
-    for name in names:
-        module = importlib.import_module(f"{commands_package}.{name}")
+        names, plugins = [n for n in names if n == only], {n: ep for n, ep in plugins.items() if n == only}
+    modules = [importlib.import_module(f"{commands_package}.{name}") for name in names]
+    for name, ep in sorted(plugins.items()):
+        if only is None:                        # listed, not imported (a plugin may pull in a whole stack)
+            _add_plugin_stub(subparsers, name, ep)
+            continue
+        try:
+            modules.append(ep.load())
+        except ImportError as exc:
+            raise CommandModuleError(f"command {name.replace('_', '-')!r} ({ep.value}, entry point of "
+                                     f"{PLUGIN_GROUP}) cannot be imported: {exc}") from exc
+    for module in modules:
         add_parser = getattr(module, "add_parser", None)
         if not callable(add_parser):
             raise CommandModuleError(
@@ -144,9 +163,41 @@ def _named_command(argv: Sequence[str], commands_package: str) -> str | None:
     if first is None:
         return None
     name = first.replace("-", "_")
+    if name in _command_modules(commands_package):
+        return name
+    return name if commands_package == COMMANDS_PACKAGE and name in plugin_commands() else None
+
+
+def _command_modules(commands_package: str) -> list[str]:
+    """The public module names of ``commands_package``, sorted."""
     package = importlib.import_module(commands_package)
-    known = {m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_")}
-    return name if name in known else None
+    return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_"))
+
+
+def plugin_commands() -> dict[str, Any]:
+    """Command module name (``bag_play``) -> ``importlib.metadata.EntryPoint`` of the commands registered in
+    :data:`PLUGIN_GROUP` by the installed :data:`DISTRIBUTION` (nothing is imported). Only that distribution's
+    metadata is read (scanning every installed distribution's would add ~0.2 s to ``hle --help``); of several
+    copies on ``sys.path`` (an editable install's stale ``hle.egg-info`` in the checkout) the first naming a
+    command wins."""
+    from importlib.metadata import distributions
+
+    found: dict[str, Any] = {}
+    for dist in distributions(name=DISTRIBUTION):
+        for ep in dist.entry_points:
+            if ep.group == PLUGIN_GROUP:
+                found.setdefault(ep.name.replace("-", "_"), ep)
+    return found
+
+
+def _add_plugin_stub(subparsers: Any, name: str, ep: Any) -> None:
+    """List plugin command ``name`` without importing it: run, it hands its arguments to :func:`main`, which
+    imports the plugin (as ``hle NAME ...`` always does)."""
+    command = name.replace("_", "-")
+    p = subparsers.add_parser(command, add_help=False, prefix_chars="\0",     # every argument is one of args
+                              help=f"(from {ep.value}; see `hle {command} --help`)")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda args: main([command, *args.args]))
 
 
 if __name__ == "__main__":

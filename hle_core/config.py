@@ -1,6 +1,6 @@
 """Typed configuration shared by the network, the losses, the decoder, training and export.
 
-Defaults live here once (style convention 5 and 9); YAML files under ``config/`` only override them.
+Defaults live here once; YAML files under ``config/`` only override them.
 A resolved :class:`HLEConfig` travels inside every checkpoint and every exported ONNX file, so a
 consumer (the ROS node, the bag evaluator) never needs the YAML that produced a model.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -29,6 +30,18 @@ __all__ = [
     "load_class_table",
     "read_yaml",
     "street_class_table",
+    "SIZE_MULTIPLE",
+    "RESIZE_MODES",
+    "BACKEND_KINDS",
+    "BACKEND_FALLBACKS",
+    "DEVICE_SYNTAX",
+    "DEFAULT_MAX_PIXELS",
+    "setting",
+    "setting_range",
+    "range_text",
+    "in_range",
+    "device_error",
+    "resolve_device",
 ]
 
 #: Panoptic id of unlabelled / void pixels (Cityscapes and COCO conventions alike).
@@ -37,8 +50,92 @@ VOID_ID = 0
 LABEL_DIVISOR = 1000
 
 
+#: The network downsamples by 32 at most (backbone stride × ASPP); network inputs are padded, or sized, to
+#: multiples of it (:class:`hle_core.pipeline.Pipeline`, the node's ``input_height`` / ``input_width``).
+SIZE_MULTIPLE = 32
+#: How an image is fitted to a fixed network input size (``Pipeline(resize=...)``, the node's ``resize_mode``):
+#: ``letterbox`` scales it by one factor to fit inside and pads bottom / right (aspect ratio kept), ``stretch``
+#: resizes each axis to the input size (aspect ratio lost).
+RESIZE_MODES = ("letterbox", "stretch")
+#: Inference backends (:func:`hle_core.runtime.create_backend` ``kind``, the node's ``backend``).
+BACKEND_KINDS = ("auto", "tensorrt", "onnxruntime", "torch")
+#: What replaces a requested backend that cannot run here (``create_backend`` ``fallback``, the node's ``fallback``).
+BACKEND_FALLBACKS = ("onnxruntime", "torch", "auto", "none")
+#: Device names every entry point accepts (backends, the node, ``hle evaluate`` / ``tune-decoder``, training).
+DEVICE_SYNTAX = "auto | cpu | cuda | cuda:N"
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+#: Images (or the network inputs made from them) with more pixels are rejected: 4096 x 4096 (the node's
+#: ``max_pixels``, ``hle bag-eval``).
+DEFAULT_MAX_PIXELS = 4096 * 4096
+
+
 class ConfigError(ValueError):
     """A configuration value is missing, of the wrong type or out of range."""
+
+
+def device_error(name: Any) -> str | None:
+    """None when ``name`` is a device name of :data:`DEVICE_SYNTAX`, else why not (``expected ..., got ...``)."""
+    if isinstance(name, str) and _DEVICE_RE.match(name):
+        return None
+    return f"expected {DEVICE_SYNTAX}, got {name!r}"
+
+
+def resolve_device(name: str, local_rank: int | None = None) -> Any:
+    """The one device resolver: a :data:`DEVICE_SYNTAX` name → ``torch.device``. ``auto`` is CUDA when available,
+    else the CPU; a bare ``cuda`` is ``cuda:<local_rank>`` when ``local_rank`` is given (one GPU per ``torchrun``
+    process).
+
+    Raises:
+        ConfigError: not a device name, or CUDA asked for where there is none.
+    """
+    import torch  # here: this module stays importable without torch
+
+    reason = device_error(name)
+    if reason is not None:
+        raise ConfigError(f"device: {reason}")
+    cuda = torch.cuda.is_available()
+    if name == "auto":
+        name = "cuda" if cuda else "cpu"
+    if name.startswith("cuda") and not cuda:
+        raise ConfigError(f"device {name}: CUDA is not available on this machine")
+    if name == "cuda" and local_rank is not None:
+        return torch.device("cuda", int(local_rank))
+    return torch.device(name)
+
+
+def setting(default: Any, description: str, lo: float | None = None, hi: float | None = None, *,
+            open_lo: bool = False, open_hi: bool = False) -> Any:
+    """A dataclass field whose valid range and description sit beside its default (``field.metadata``): the
+    config's own validation, the ROS node's parameter table (``hle_ros.parameters``) and its YAML read them
+    from here. ``lo`` / ``hi`` bound the value (inclusive unless ``open_lo`` / ``open_hi``; None: unbounded)."""
+    return field(default=default, metadata={"range": (lo, hi, open_lo, open_hi), "description": description})
+
+
+def setting_range(cls: type, name: str) -> tuple[float | None, float | None, bool, bool]:
+    """``(lo, hi, open_lo, open_hi)`` of the field ``name`` of the dataclass ``cls`` (unbounded without one)."""
+    for f in fields(cls):
+        if f.name == name:
+            return f.metadata.get("range", (None, None, False, False))
+    raise AttributeError(f"{cls.__name__} has no field {name!r}")
+
+
+def range_text(lo: float | None, hi: float | None, open_lo: bool = False, open_hi: bool = False) -> str:
+    """``[0, 1)``-style text of a range (``-inf`` / ``+inf`` for a missing bound)."""
+    def text(v: float) -> str:
+        return str(v) if isinstance(v, int) else f"{v:g}"
+
+    a = "-inf" if lo is None else text(lo)
+    b = "+inf" if hi is None else text(hi)
+    return f"{'(' if open_lo else '['}{a}, {b}{')' if open_hi else ']'}"
+
+
+def in_range(value: float, lo: float | None, hi: float | None, open_lo: bool = False, open_hi: bool = False) -> bool:
+    """Whether ``value`` lies in the range (NaN never does)."""
+    if value != value:
+        return False
+    if lo is not None and (value < lo or (open_lo and value == lo)):
+        return False
+    return not (hi is not None and (value > hi or (open_hi and value == hi)))
 
 
 @dataclass(frozen=True)
@@ -212,19 +309,26 @@ class LossConfig:
     ignore_index: int = 255                 # semantic target value of ignored pixels
 
 
+#: int32 maximum: the upper bound of pixel-count settings (a ROS integer parameter holds it on every platform).
+_INT32_MAX = 2**31 - 1
+
+
 @dataclass
 class DecoderConfig:
-    """Panoptic decoding (§3.5) thresholds; tuned by ``hle tune-decoder`` (Optuna, §4.2)."""
+    """Panoptic decoding (§3.5) thresholds; tuned by ``hle tune-decoder`` (Optuna, §4.2). Each field carries its
+    valid range and description (:func:`setting`); the node's ``decoder.*`` parameters are built from them."""
 
-    seed_threshold: float = 0.5             # candidate seeds after 3x3 max-pool
-    nms_kernel: int = 3                     # CornerNet-style max-pool window
-    max_seeds: int = 256                    # top-k candidates kept before merging
-    merge_threshold: float = 0.5            # Φ(e_i, e_j) above this: same instance
-    mask_threshold: float = 0.5             # Φ(e_seed, e_k) above this: pixel joins the instance
-    stuff_threshold: float = 0.3            # ψ_k below this on a stuff pixel: void
-    min_instance_area: int = 64             # pixels (at output resolution)
-    min_stuff_area: int = 256               # pixels (at output resolution)
-    fast_downsample: int = 1                # >1: decode on an embedding map this many times smaller
+    seed_threshold: float = setting(0.5, "seed score s_i a candidate centre needs (after 3x3 max-pool)", 0.0, 1.0)
+    nms_kernel: int = setting(3, "CornerNet-style max-pool window (odd)", 1, None)
+    max_seeds: int = setting(256, "candidate seeds kept before merging (top-k)", 1, 100000)
+    merge_threshold: float = setting(0.5, "Φ between two seeds above which they are one instance", 0.0, 1.0)
+    mask_threshold: float = setting(0.5, "Φ(e_seed, e_k) above which a pixel joins the instance", 0.0, 1.0)
+    stuff_threshold: float = setting(0.3, "ψ_k below which a stuff pixel becomes void", 0.0, 1.0)
+    min_instance_area: int = setting(64, "smallest instance kept, pixels at decoder output resolution",
+                                     0, _INT32_MAX)
+    min_stuff_area: int = setting(256, "smallest stuff segment kept, pixels at decoder output resolution",
+                                  0, _INT32_MAX)
+    fast_downsample: int = setting(1, "fast decode: >1 decodes on an embedding map this many times smaller", 1, 16)
 
 
 @dataclass
@@ -303,13 +407,17 @@ class HLEConfig:
         if self.loss.embedding_loss not in ("lovasz", "ae", "cross_entropy"):
             raise ConfigError(f"loss.embedding_loss must be lovasz|ae|cross_entropy, got {self.loss.embedding_loss!r}")
         for name in ("seed_threshold", "merge_threshold", "mask_threshold", "stuff_threshold"):
-            v = getattr(d, name)
-            if not 0.0 <= v <= 1.0:
-                raise ConfigError(f"decoder.{name} must lie in [0, 1], got {v}")
+            v, bounds = getattr(d, name), setting_range(DecoderConfig, name)
+            if not in_range(v, *bounds):
+                raise ConfigError(f"decoder.{name} must lie in {range_text(*bounds)}, got {v}")
         if d.nms_kernel < 1 or d.nms_kernel % 2 == 0:
             raise ConfigError(f"decoder.nms_kernel must be odd and >= 1, got {d.nms_kernel}")
         if d.max_seeds < 1 or d.fast_downsample < 1 or d.min_instance_area < 0 or d.min_stuff_area < 0:
             raise ConfigError("decoder.max_seeds/fast_downsample must be >= 1, areas >= 0")
+        for name in ("max_seeds", "min_instance_area", "min_stuff_area", "fast_downsample"):
+            v, bounds = getattr(d, name), setting_range(DecoderConfig, name)
+            if not in_range(v, *bounds):
+                raise ConfigError(f"decoder.{name} must lie in {range_text(*bounds)}, got {v}")
 
     def copy(self) -> "HLEConfig":
         return copy.deepcopy(self)

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from .config import SIZE_MULTIPLE as PAD_MULTIPLE   # without a fixed network input, axes are padded to this
+
 __all__ = [
     "ENCODINGS",
     "INFERENCE_ENCODINGS",
@@ -58,8 +60,6 @@ ENCODINGS: dict[str, tuple[np.dtype, int]] = {
 INFERENCE_ENCODINGS = ("rgb8", "bgr8", "mono8", "rgba8", "bgra8")
 #: Why a frame was refused (the keys of the rejection counters).
 REJECT_REASONS = ("encoding", "empty", "step", "size", "too_large", "aspect", "decode")
-#: Without a fixed network input the pipeline pads each axis to a multiple of this (= hle_core.pipeline.SIZE_MULTIPLE).
-PAD_MULTIPLE = 32
 #: With ``max_pixels`` set, images whose long side is more than this many times the short side are rejected
 #: (``aspect``): no camera frame is that thin, and padding would multiply the work of a 1 x N image by 32.
 MAX_ASPECT_RATIO = 16
@@ -206,7 +206,7 @@ def compressed_size(data: bytes | memoryview | np.ndarray) -> tuple[int, int] | 
                 width, height = im.size
     except PILImage.DecompressionBombError:
         return (1 << 31, 1 << 31)                    # larger than any max_pixels: rejected as too_large
-    except Exception:
+    except Exception:  # noqa: BLE001 - any header PIL cannot read: size unknown, the decoder reports the error
         return None
     return int(height), int(width)
 

@@ -10,12 +10,10 @@ import torch.nn.functional as F
 
 __all__ = [
     "cosine_distance",
-    "gaussian_score",
     "squared_distance",
-    "spatial_kernel",
     "instance_kernel",
     "class_logits",
-    "semantic_softmax",
+    "embedding_halves",
     "pixel_coordinates",
 ]
 
@@ -33,16 +31,6 @@ def cosine_distance(e: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
     return 1.0 - torch.matmul(mu, e)
 
 
-def gaussian_score(d_cos: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """eq. 7: ``p_l(e_i) = exp(-d_cos(e_i, μ_l) / (2 σ_l²))``.
-
-    Args:
-        d_cos: ``(..., L, N)`` cosine distances.
-        sigma: ``(..., L)`` positive bandwidths (one per centre).
-    """
-    return torch.exp(-d_cos / (2.0 * sigma.unsqueeze(-1) ** 2))
-
-
 def squared_distance(rho: torch.Tensor, rho_l: torch.Tensor) -> torch.Tensor:
     """``||ρ_i - ρ_l||²`` for ``rho`` ``(..., 2, N)`` and ``rho_l`` ``(..., L, 2)`` → ``(..., L, N)``.
 
@@ -51,19 +39,6 @@ def squared_distance(rho: torch.Tensor, rho_l: torch.Tensor) -> torch.Tensor:
     """
     cross = torch.matmul(rho_l, rho)                                       # ... x L x N
     return (rho.pow(2).sum(-2).unsqueeze(-2) + rho_l.pow(2).sum(-1).unsqueeze(-1) - 2.0 * cross).clamp_min(0.0)
-
-
-def spatial_kernel(rho: torch.Tensor, rho_l: torch.Tensor, sigma_spatial: torch.Tensor) -> torch.Tensor:
-    """eq. 8 (spatial factor): ``exp(-||ρ_i - ρ_l||² / (2 σ_{l,spatial}²))``.
-
-    Args:
-        rho: ``(..., 2, N)`` pixel positions.
-        rho_l: ``(..., L, 2)`` instance centres.
-        sigma_spatial: ``(..., L)`` positive spatial bandwidths.
-    Returns:
-        ``(..., L, N)``.
-    """
-    return torch.exp(-squared_distance(rho, rho_l) / (2.0 * sigma_spatial.unsqueeze(-1) ** 2))
 
 
 def instance_kernel(
@@ -77,7 +52,13 @@ def instance_kernel(
     """eq. 8: ``φ_l(e_i) = p_l(e_i) · exp(-||ρ_i - ρ_l||² / (2 σ_{l,spatial}²))``.
 
     Written as one exponential of the summed exponents (the decoder's Φ of §3.5 has the same form).
-    Shapes as in :func:`cosine_distance` and :func:`spatial_kernel`; returns ``(..., L, N)`` in (0, 1].
+
+    Args:
+        e: ``(..., D, N)`` unit-norm pixel embeddings; rho: ``(..., 2, N)`` pixel positions.
+        mu: ``(..., L, D)`` centres (normalised here); rho_l: ``(..., L, 2)`` instance centres.
+        sigma, sigma_spatial: ``(..., L)`` positive bandwidths σ_l and σ_{l,spatial}.
+    Returns:
+        ``(..., L, N)`` in (0, 1].
     """
     d = cosine_distance(e, mu)                                         # ... x L x N
     sq = squared_distance(rho, rho_l)                                   # ... x L x N
@@ -106,10 +87,14 @@ def class_logits(e: torch.Tensor, class_means: torch.Tensor, class_sigma: torch.
     return -(1.0 - dots) * inv
 
 
-def semantic_softmax(e: torch.Tensor, class_means: torch.Tensor, class_sigma: torch.Tensor) -> torch.Tensor:
-    """eq. 9: ``ψ_k(e_i) = p_k(e_i) / Σ_c p_c(e_i)``, a softmax over the class axis of :func:`class_logits`."""
-    logits = class_logits(e, class_means, class_sigma)
-    return torch.softmax(logits, dim=1 if e.dim() == 4 else 0)
+def embedding_halves(e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Table-6 split variant: ``(semantic part, instance part)`` of ``e`` ``(B, D, ...)``.
+
+    The first D/2 channels carry the semantics and the last D/2 the instances, each renormalised onto its own
+    unit sphere. The loss and the decoder both read a split embedding through this function.
+    """
+    half = e.shape[1] // 2
+    return F.normalize(e[:, :half], dim=1, eps=1e-8), F.normalize(e[:, half:], dim=1, eps=1e-8)
 
 
 def pixel_coordinates(height: int, width: int, coord_scale: float, *, stride: float = 1.0,

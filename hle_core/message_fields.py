@@ -2,7 +2,11 @@
 
 One definition of how a :class:`hle_core.pipeline.FrameResult` maps onto the message, shared by the live node
 (:func:`hle_ros.conversions.build_panoptic_msg`, rclpy message classes) and by bag evaluation
-(:mod:`hle_core.bags.writer`, rosbags message classes), so the two can never disagree.
+(:mod:`hle_core.bags.writer`, rosbags message classes), so the two can never disagree; and the one way back,
+:func:`frame_from_message`, with which recorded node output is scored (:mod:`hle_core.bags.score`).
+
+A frame has three forms and one conversion between each pair: the decoder's ``PanopticResult`` (tensors on the
+network's device) → ``FrameResult`` (host arrays, :meth:`hle_core.pipeline.Pipeline.finish`) ⇄ message.
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import numpy as np
 
 from .config import LABEL_DIVISOR, ClassTable
 
-__all__ = ["instance_fields", "class_table_fields", "class_table_from_fields"]
+__all__ = ["instance_fields", "frame_from_message", "class_table_fields", "class_table_from_fields"]
 
 
 def class_table_fields(classes: ClassTable) -> dict[str, Any]:
@@ -30,7 +34,10 @@ def class_table_from_fields(msg: Any) -> ClassTable:
         raise ValueError(f"message class table fields differ in length: {len(names)} names, {len(ids)} ids, "
                          f"{len(things)} thing flags")
     # the message carries no colours: a fixed colour per category id, so overlays stay readable and stable
-    colour = lambda cid: tuple(int(v) for v in np.random.default_rng(int(cid)).integers(40, 256, 3))  # noqa: E731
+    def colour(cid: int) -> tuple[int, int, int]:
+        r, g, b = (int(v) for v in np.random.default_rng(int(cid)).integers(40, 256, 3))
+        return r, g, b
+
     return ClassTable(tuple(ClassInfo(int(i), str(n), bool(t), colour(i)) for n, i, t in zip(names, ids, things)))
 
 
@@ -71,3 +78,45 @@ def instance_fields(result: Any, classes: ClassTable, embedding_dim: int) -> lis
             "embedding": embeddings[i],
         })
     return out
+
+
+def frame_from_message(msg: Any) -> Any:
+    """A deserialised ``PanopticSegmentation`` message (rclpy or rosbags class) → a
+    :class:`~hle_core.pipeline.FrameResult`, the inverse of :func:`instance_fields` + the label image.
+
+    ``bbox`` (x_offset, y_offset, width, height) becomes the inclusive ``(x0, y0, x1, y1)`` box; an instance
+    whose ``embedding`` does not have ``embedding_dim`` values gets a zero row; the node's
+    ``processing_time_ms`` is ``timings_ms["total"]``.
+
+    Raises:
+        ImageConversionError: the label image is not a readable 32SC1 image.
+        ValueError: negative instance ids (outside the label image's id space).
+    """
+    from .image_codec import ImageConversionError, image_to_array
+    from .pipeline import FrameResult
+
+    labels = image_to_array(msg.labels)
+    if msg.labels.encoding != "32SC1" or labels.ndim != 2:
+        raise ImageConversionError("encoding", f"label image must be 32SC1, got {msg.labels.encoding!r}")
+    inst = list(msg.instances)
+    dim = int(msg.embedding_dim)
+    embeddings = np.zeros((len(inst), dim), np.float32)
+    for i, x in enumerate(inst):                                      # one entry per segment, not per pixel
+        e = np.asarray(x.embedding, np.float32)
+        if e.size == dim:
+            embeddings[i] = e
+    ids = np.array([x.id for x in inst], np.int64)
+    if ids.size and ids.min() < 0:
+        raise ValueError(f"negative instance ids {ids[ids < 0][:5].tolist()}")
+    boxes = np.array([(x.bbox.x_offset, x.bbox.y_offset, x.bbox.x_offset + x.bbox.width - 1,
+                       x.bbox.y_offset + x.bbox.height - 1) for x in inst], np.int64).reshape(-1, 4)
+    return FrameResult(
+        panoptic=labels.astype(np.int32), ids=ids,
+        category_ids=np.array([x.class_id for x in inst], np.int64),
+        is_thing=np.array([x.is_thing for x in inst], bool),
+        scores=np.array([x.score for x in inst], np.float32),
+        areas=np.array([x.area for x in inst], np.int64),
+        boxes=boxes, embeddings=embeddings,
+        track_ids=np.array([x.track_id for x in inst], np.int64),
+        timings_ms={"total": float(msg.processing_time_ms)},
+    )

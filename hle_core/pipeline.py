@@ -2,8 +2,11 @@
 
 The ROS node, the bag evaluator and the ``hle`` CLI all call :meth:`Pipeline.process` (or its two stages
 :meth:`Pipeline.infer` and :meth:`Pipeline.finish`; :meth:`Pipeline.process_batch` for several cameras); only
-the backend (torch, onnxruntime, TensorRT) differs. Decoding runs on the backend's device: no host round trip between
-inference and decoding; results come back to the host once, at the end.
+the backend (torch, onnxruntime, TensorRT) differs. Evaluation on in-memory data sets (``hle evaluate``,
+``hle tune-decoder``, training validation; :mod:`hle_core.evaluation.predict`) runs the same two stages on the
+data set's normalised images, with optional flip test-time augmentation (``flip``). Decoding runs on the backend's
+device through :func:`decode_maps` (the one call of :func:`hle_core.decoding.decode_batch`): no host round trip
+between inference and decoding; results come back to the host once, at the end.
 """
 from __future__ import annotations
 
@@ -15,19 +18,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import DecoderConfig
-from .decoding import decode_panoptic, variant_inputs
+from .config import RESIZE_MODES, SIZE_MULTIPLE, DecoderConfig, HLEConfig
+from .decoding import PanopticResult, decode_batch, decoder_inputs
 from .runtime.base import Backend
 
 __all__ = ["Pipeline", "FrameResult", "InferredFrame", "InputImageError",
-           "pad_to_multiple", "pad_to_size", "letterbox_size",
-           "RESIZE_MODES"]
-
-#: The network downsamples by 32 at most (backbone stride × ASPP); inputs are padded to a multiple of it.
-SIZE_MULTIPLE = 32
-#: How an image is fitted to a fixed ``input_size``: ``letterbox`` scales it by one factor to fit inside and
-#: pads bottom / right (aspect ratio kept), ``stretch`` resizes each axis to the input size (aspect ratio lost).
-RESIZE_MODES = ("letterbox", "stretch")
+           "pad_to_multiple", "pad_to_size", "letterbox_size", "flip_average", "decode_maps",
+           "RESIZE_MODES", "SIZE_MULTIPLE"]
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int = SIZE_MULTIPLE) -> torch.Tensor:
@@ -50,6 +47,28 @@ def letterbox_size(image_size: tuple[int, int], input_size: tuple[int, int]) -> 
     if h_in * W <= w_in * H:                                              # height binds (exact integer test)
         return h_in, min(w_in, max(1, (2 * W * h_in + H) // (2 * H)))
     return min(h_in, max(1, (2 * H * w_in + W) // (2 * W))), w_in
+
+
+def flip_average(outputs: dict[str, torch.Tensor], flipped: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Flip test-time augmentation: average the maps of an image and of its mirror image (flipped back).
+
+    The embedding is averaged and renormalised to the unit sphere (it feeds the cosine kernels of eq. 7-9);
+    σ, σ_spatial and the seed are averaged. Spatial coordinates are not an input of the network, so the mirror
+    image's maps only need flipping back along the width.
+    """
+    avg = {k: 0.5 * (v + flipped[k].flip(-1)) for k, v in outputs.items()}
+    avg["embedding"] = torch.nn.functional.normalize(avg["embedding"], dim=1, eps=1e-8)
+    return avg
+
+
+def decode_maps(maps: dict[str, torch.Tensor], decode_params: dict[str, torch.Tensor], config: HLEConfig,
+                decoder: DecoderConfig | None = None) -> PanopticResult:
+    """§3.5 decoding of one image's ``C x h x w`` network maps (the image region only, no padding) with
+    ``decoder`` (default ``config.decoder``), on the maps' device: the pipeline's decode stage, shared by
+    :meth:`Pipeline.finish` and the evaluation of cached outputs (:mod:`hle_core.evaluation.predict`)."""
+    return decode_batch({k: v[None] for k, v in maps.items()}, decode_params, config.classes,
+                        decoder if decoder is not None else config.decoder, config.model.coord_scale,
+                        split_embedding=config.loss.split_embedding)[0]
 
 
 class InputImageError(ValueError):
@@ -90,6 +109,15 @@ class InferredFrame:
     valid: tuple[int, int]
     image_size: tuple[int, int]
 
+    def maps(self) -> dict[str, torch.Tensor]:
+        """``C x h x w`` maps of the image region (what the decoder sees: never padding)."""
+        h, w = self.valid
+        return {k: v[0, :, :h, :w] for k, v in self.outputs.items()}
+
+    def to(self, device: torch.device | str) -> "InferredFrame":
+        """The same frame with its outputs on ``device`` (e.g. the host, to cache many frames)."""
+        return InferredFrame({k: v.to(device) for k, v in self.outputs.items()}, self.valid, self.image_size)
+
 
 class Pipeline:
     """preprocess → backend → decode → track.
@@ -107,10 +135,14 @@ class Pipeline:
             result is mapped back to the image's own resolution.
         decoder: decoding thresholds; defaults to the model's own (``backend.config.decoder``).
         tracker: a :class:`~hle_core.tracking.TrackerConfig` to track things across frames, or None.
+        flip: flip test-time augmentation: the network also runs on each image's mirror image (in the same
+            backend call) and :func:`flip_average` of the two (image region only) is decoded (``hle evaluate
+            --flip``).
     """
 
     def __init__(self, backend: Backend, input_size: tuple[int, int] | None = None,
-                 decoder: DecoderConfig | None = None, tracker=None, resize: str = "letterbox") -> None:
+                 decoder: DecoderConfig | None = None, tracker=None, resize: str = "letterbox",
+                 flip: bool = False) -> None:
         if resize not in RESIZE_MODES:
             raise ValueError(f"resize must be one of {list(RESIZE_MODES)}, got {resize!r}")
         static = backend.static_input_size() if hasattr(backend, "static_input_size") else None
@@ -132,12 +164,12 @@ class Pipeline:
         self.embedding_dim = backend.config.model.embedding_dim
         self.input_size = input_size
         self.resize = resize
+        self.flip = bool(flip)
         self.decoder = decoder if decoder is not None else backend.config.decoder
         self.device = backend.device
         m = backend.config.model
         self._mean = torch.tensor(m.mean, device=self.device).view(1, 3, 1, 1) * 255.0
         self._inv_std = 1.0 / (torch.tensor(m.std, device=self.device).view(1, 3, 1, 1) * 255.0)
-        self._tracker_cfg = tracker
         self._batch_ok = True              # False once the backend refused a batch of several images
         self.tracker = None
         if tracker is not None:
@@ -146,14 +178,18 @@ class Pipeline:
             self.tracker = EmbeddingTracker(tracker)
 
     # --- stages ----------------------------------------------------------------------------------
-    def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+    def preprocess(self, image: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """uint8 ``(H, W, 3)`` RGB (or ``(H, W)`` mono) → normalised ``(1, 3, H', W')`` on the backend device.
+        A float ``(3, H, W)`` tensor is taken as already normalised (a data set item's ``image``).
 
         ``(H', W')`` is ``input_size`` when set, else ``(H, W)`` padded to multiples of 32. Returns the batch
         and the ``(h, w)`` top-left region of the network input that holds the (resized) image; the rest is
         padding (zeros = the mean colour).
         """
-        x = self._normalised(image)
+        if isinstance(image, torch.Tensor) and image.is_floating_point() and image.dim() == 3 and image.shape[0] == 3:
+            x = image[None].to(self.device)                                # a data set's normalised image
+        else:
+            x = self._normalised(image)
         if self.input_size is None:
             valid = (x.shape[-2], x.shape[-1])
             return pad_to_multiple(x).to(self.backend.dtype), valid
@@ -179,24 +215,27 @@ class Pipeline:
             x = x.expand(1, 3, *x.shape[2:])
         return (x - self._mean) * self._inv_std
 
-    def infer(self, images: list[np.ndarray]) -> tuple[list[InferredFrame], dict[str, float]]:
+    def infer(self, images: list[np.ndarray | torch.Tensor]) -> tuple[list[InferredFrame], dict[str, float]]:
         """Stage 1 of :meth:`process`: preprocess and run the network on one or several images (e.g. one per
         camera), one backend call per network input shape (a fixed ``input_size`` makes them one batch).
 
         Returns one :class:`InferredFrame` per image, in order, and the stage's shared timings
         (``preprocess``, ``infer`` in ms). A backend that refuses a batch of several (a static batch-1 ONNX graph
-        or engine) is then called per image, from then on.
+        or engine) is then called per image, from then on. With ``flip`` each image's mirror image runs in the
+        same call and the frame holds the :func:`flip_average` of the image region.
         """
         sync = self.device.type == "cuda"
         t0 = time.perf_counter()
         prepared = [self.preprocess(image) for image in images]
+        if self.flip:                # mirror images after the originals: image i's mirror is entry n + i
+            prepared += [self.preprocess(_mirror(image)) for image in images]
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, (x, _) in enumerate(prepared):
             groups.setdefault(tuple(x.shape), []).append(i)
         if sync:
             torch.cuda.synchronize(self.device)
         t1 = time.perf_counter()
-        outs: list[dict[str, torch.Tensor]] = [{} for _ in images]
+        outs: list[dict[str, torch.Tensor]] = [{} for _ in prepared]
         for idx in groups.values():
             outputs = None
             if len(idx) > 1 and self._batch_ok:
@@ -210,25 +249,29 @@ class Pipeline:
             else:
                 for j, i in enumerate(idx):
                     outs[i] = {k: v[j:j + 1] for k, v in outputs.items()}
+        frames = [InferredFrame(outs[i], prepared[i][1], _image_size(image)) for i, image in enumerate(images)]
+        if self.flip:
+            n = len(images)
+            for i, frame in enumerate(frames):
+                h, w = frame.valid
+                mirrored = InferredFrame(outs[n + i], prepared[n + i][1], frame.image_size)
+                frame.outputs = flip_average({k: v[:, :, :h, :w] for k, v in frame.outputs.items()},
+                                             {k: v[:, :, :h, :w] for k, v in mirrored.outputs.items()})
         if sync:
             torch.cuda.synchronize(self.device)
         t2 = time.perf_counter()
-        frames = [InferredFrame(outs[i], prepared[i][1], tuple(image.shape[:2])) for i, image in enumerate(images)]
         return frames, {"preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3}
 
     def finish(self, frame: InferredFrame, keep_embedding: bool = False, tracker: Any = None) -> FrameResult:
-        """Stage 2 of :meth:`process`: decode (§3.5) one image's network outputs, bring the segments back to the
-        image's resolution and to the host, and track them with ``tracker`` (an
+        """Stage 2 of :meth:`process`: decode (§3.5, :func:`decode_maps`) one image's network outputs, bring the
+        segments back to the image's resolution and to the host, and track them with ``tracker`` (an
         :class:`~hle_core.tracking.EmbeddingTracker`, or None). ``timings_ms`` holds ``decode``, ``transfer``
         and ``track``."""
         sync = self.device.type == "cuda"
         t0 = time.perf_counter()
         h, w = frame.valid
-        maps = {k: v[0, :, :h, :w] for k, v in frame.outputs.items()}   # C x h x w: the decoder never sees padding
-        maps, params = variant_inputs(maps, self.backend.decode_params, self.config.loss.split_embedding)
-        result = decode_panoptic(maps["embedding"], maps["sigma"], maps["sigma_spatial"], maps["seed"],
-                                 params["class_means"], params["class_sigma"], self.classes, self.decoder,
-                                 self.config.model.coord_scale, semantic_logits=maps.get("semantic_logits"))
+        maps = frame.maps()                                              # C x h x w: the decoder never sees padding
+        result = decode_maps(maps, self.backend.decode_params, self.config, self.decoder)
         panoptic = result.panoptic
         areas, boxes = result.areas, result.boxes
         if (h, w) != frame.image_size:                                    # back to the image's resolution
@@ -247,7 +290,8 @@ class Pipeline:
             boxes=boxes.cpu().numpy().astype(np.int64).reshape(-1, 4),
             embeddings=result.embeddings.float().cpu().numpy(),
             track_ids=np.full(result.ids.shape[0], -1, np.int64),
-            embedding=maps["embedding"] if keep_embedding else None,
+            embedding=(decoder_inputs(maps, self.backend.decode_params, self.config.loss.split_embedding)[0]
+                       ["embedding"] if keep_embedding else None),           # the embedding Φ saw
         )
         t2 = time.perf_counter()
         if tracker is not None:
@@ -301,6 +345,16 @@ class Pipeline:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def _mirror(image: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """The mirror image (flipped along the width) of an ``(H, W[, C])`` array or a ``(3, H, W)`` tensor."""
+    return image.flip(-1) if isinstance(image, torch.Tensor) else image[:, ::-1]
+
+
+def _image_size(image: np.ndarray | torch.Tensor) -> tuple[int, int]:
+    """``(H, W)`` of an ``(H, W[, C])`` array or a ``(3, H, W)`` tensor."""
+    return tuple(image.shape[-2:]) if isinstance(image, torch.Tensor) else tuple(image.shape[:2])
 
 
 def resize_bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

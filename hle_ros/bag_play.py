@@ -1,4 +1,5 @@
-"""Replay one topic of a rosbag2 bag over rclpy, as recorded: ``hle bag-play`` and the ``hle_bag_play`` script.
+"""Replay one topic of a rosbag2 bag over rclpy, as recorded: ``hle bag-play`` (:mod:`hle_ros.commands.bag_play`)
+and the ``hle_bag_play`` script.
 
 For a live end-to-end check of the node where ``ros2 bag play`` is not installed. The bag is read with
 rosbags (:class:`hle_core.bags.BagReader`, mcap / sqlite3, directory or single file) and each message is
@@ -138,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point ``hle_bag_play`` (options of ``hle bag-play``; ``--ros-args ...`` are passed to rclpy)."""
     from rclpy.utilities import remove_ros_args
 
-    from hle_core.commands.bag_play import add_arguments
+    from hle_ros.commands.bag_play import add_arguments
 
     argv = list(sys.argv if argv is None else ["hle_bag_play", *argv])
     parser = add_arguments(argparse.ArgumentParser(prog="hle_bag_play", description=__doc__,

@@ -272,8 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / "summary.md").write_text(table + "\n")
     print("\n" + table)
     print(f"\n[demo] finished in {time.perf_counter() - t_start:.0f} s. Everything is in {out}:")
-    print(f"       summary.md, live/report.md, offline/report.md, overlays in live/ and offline/, "
-          f"camera.mcap, node_output.mcap, node.log")
+    print("       summary.md, live/report.md, offline/report.md, overlays in live/ and offline/, "
+          "camera.mcap, node_output.mcap, node.log")
     return 0
 
 

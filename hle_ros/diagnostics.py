@@ -18,30 +18,18 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-__all__ = ["FrameStats", "StatsSnapshot", "latency_percentiles", "diagnostic_status", "diagnostic_array",
-           "PERCENTILES", "FAILURES_FOR_ERROR"]
+from hle_core.bags.metrics import latency_percentiles
 
-#: Latency percentiles reported.
-PERCENTILES = (50, 90, 99)
+__all__ = ["FrameStats", "StatsSnapshot", "diagnostic_status", "diagnostic_array", "FAILURES_FOR_ERROR"]
+
 #: This many failed frames in a row, none processed in between, make the status ERROR (the node cannot serve, e.g.
 #: a model that refuses every frame) instead of WARN.
 FAILURES_FOR_ERROR = 5
-
-
-def latency_percentiles(values: Iterable[float], percentiles: Iterable[int] = PERCENTILES) -> dict[str, float]:
-    """``{"p50": ..., "p90": ..., "p99": ..., "max": ...}`` of ``values`` (ms); NaN for an empty window."""
-    v = np.asarray(list(values), np.float64)
-    qs = list(percentiles)
-    if v.size == 0:
-        return {**{f"p{q}": float("nan") for q in qs}, "max": float("nan")}
-    out = {f"p{q}": float(x) for q, x in zip(qs, np.percentile(v, qs))}
-    out["max"] = float(v.max())
-    return out
 
 
 @dataclass

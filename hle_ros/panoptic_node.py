@@ -646,7 +646,7 @@ def run(args: list[str] | None = None) -> int:
             executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass                                    # SIGINT / SIGTERM: rclpy shut the context down
-    except Exception:                           # noqa: BLE001 - re-raised unless it is the shutdown race below
+    except Exception:
         # SIGINT can shut the context down between two waits of the executor; rclpy then raises RCLError
         # ("failed to initialize wait set: the given context is not valid") instead of ExternalShutdownException.
         if rclpy.ok():

@@ -1,11 +1,14 @@
 """Every parameter of the panoptic node, declared once: name, default, type, description, range / choices.
 
-``config/panoptic.yaml`` is the user-facing source of the node's defaults; :data:`PARAMETERS` repeats them so
-the node also runs without a parameters file, and ``test/ros/test_parameters.py`` checks the two agree.
-Tracker defaults are taken from :class:`hle_core.tracking.TrackerConfig` (defaults live once in code) and the
-YAML must equal them. Decoder thresholds default to a sentinel (``-1``) meaning "the value the model was
-tuned with" (the checkpoint / ONNX file carries its :class:`hle_core.config.DecoderConfig`), so the node never
-silently overrides a tuned decoder.
+What hle_core already defines is read from there, never repeated: the ``decoder.*`` ranges and descriptions
+from :class:`hle_core.config.DecoderConfig`'s field metadata, the ``tracking.*`` defaults, ranges and
+descriptions from :class:`hle_core.tracking.TrackerConfig`'s, the backend kinds and fallbacks, resize modes,
+size multiple, device syntax and ``max_pixels`` default from :mod:`hle_core.config`. Decoder thresholds default
+to a sentinel (``-1``) meaning "the value the model was tuned with" (the checkpoint / ONNX file carries its
+:class:`hle_core.config.DecoderConfig`), so the node never silently overrides a tuned decoder.
+
+``config/panoptic.yaml`` is generated from :data:`PARAMETERS` (``python -m hle_ros.parameters --write-yaml``,
+:func:`render_yaml`); ``test/ros/test_parameters.py`` checks the committed file is exactly what it writes.
 
 An empty ``model`` means the shipped default model (:mod:`hle_ros.default_model`); with it and input size
 0 x 0 the network input is the model's training size 256 x 512 (letterbox), see :attr:`NodeParameters.input_size`.
@@ -19,11 +22,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from hle_core.config import ConfigError, DecoderConfig
+from hle_core.config import (BACKEND_FALLBACKS, BACKEND_KINDS, DEFAULT_MAX_PIXELS, RESIZE_MODES, SIZE_MULTIPLE,
+                             ConfigError, DecoderConfig, device_error, in_range, range_text, setting_range)
 from hle_core.tracking import TrackerConfig
 
 __all__ = [
@@ -48,20 +54,18 @@ __all__ = [
     "USE_MODEL_VALUE",
     "SIZE_MULTIPLE",
     "CAMERA_NAME_RE",
+    "YAML_PATH",
+    "render_yaml",
+    "main",
 ]
 
-BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
-FALLBACKS = ("onnxruntime", "torch", "auto", "none")
+BACKENDS = BACKEND_KINDS
+FALLBACKS = BACKEND_FALLBACKS
 RELIABILITIES = ("reliable", "best_effort")
 EMBEDDING_MODES = ("pca", "first3")
-#: hle_core.pipeline.RESIZE_MODES (repeated so validation needs no torch import; a test checks they agree).
-RESIZE_MODES = ("letterbox", "stretch")
 #: Decoder parameters at this value keep the model's own (tuned) setting.
 USE_MODEL_VALUE = -1
-#: Network input sizes must be multiples of this (hle_core.pipeline pads / resizes to it).
-SIZE_MULTIPLE = 32
 _INT32_MAX = 2**31 - 1
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 #: A camera name is one ROS name token: it becomes a topic namespace (``<name>/image``, ``~/<name>/panoptic``).
 CAMERA_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -74,8 +78,9 @@ class ParameterError(ValueError):
 class ParamSpec:
     """One node parameter.
 
-    ``lo``/``hi`` bound numeric values (inclusive); ``choices`` enumerates string values; ``sentinel`` is a
-    value accepted outside ``lo..hi`` with a documented special meaning (here: "use the model's value").
+    ``lo``/``hi`` bound numeric values (inclusive unless ``open_lo`` / ``open_hi``); ``choices`` enumerates string
+    values; ``sentinel`` is a value accepted outside ``lo..hi`` with a documented special meaning (here: "use the
+    model's value").
     """
 
     name: str
@@ -86,6 +91,8 @@ class ParamSpec:
     hi: float | None = None
     choices: tuple[str, ...] | None = None
     sentinel: Any = None
+    open_lo: bool = False
+    open_hi: bool = False
 
     def constraints(self) -> str:
         """Human-readable range / choices, as shown by ``ros2 param describe``."""
@@ -93,23 +100,29 @@ class ParamSpec:
         if self.choices:
             parts.append("one of " + " | ".join(self.choices))
         if self.lo is not None or self.hi is not None:
-            lo = "-inf" if self.lo is None else f"{self.lo:g}"
-            hi = "+inf" if self.hi is None else f"{self.hi:g}"
-            parts.append(f"in [{lo}, {hi}]")
+            parts.append(f"in {range_text(self.lo, self.hi, self.open_lo, self.open_hi)}")
         if self.sentinel is not None:
             parts.append(f"or {self.sentinel} (use the model's value)")
         return ", ".join(parts)
 
 
-_T = TrackerConfig()           # tracker defaults live in hle_core.tracking (code), the YAML repeats them
-_DECODER_FIELDS = {f.name for f in dataclasses.fields(DecoderConfig)}
+def _decoder_param(name: str) -> ParamSpec:
+    """``decoder.<name>``: type, range and description from :class:`DecoderConfig`'s field; default -1 (the
+    model's tuned value)."""
+    f = {f.name: f for f in dataclasses.fields(DecoderConfig)}[name]
+    kind = type(f.default)
+    lo, hi, open_lo, open_hi = setting_range(DecoderConfig, name)
+    return ParamSpec(f"decoder.{name}", kind(USE_MODEL_VALUE), kind,
+                     f"{f.metadata['description']} (-1: the model's tuned value)", lo=lo, hi=hi,
+                     sentinel=kind(USE_MODEL_VALUE), open_lo=open_lo, open_hi=open_hi)
 
 
-def _decoder(name: str, kind: type, lo: float, hi: float | None, what: str) -> ParamSpec:
-    if name not in _DECODER_FIELDS:
-        raise AttributeError(f"DecoderConfig has no field {name!r}")          # table out of date
-    return ParamSpec(f"decoder.{name}", kind(USE_MODEL_VALUE), kind, f"{what} (-1: the model's tuned value)",
-                     lo=lo, hi=hi, sentinel=kind(USE_MODEL_VALUE))
+def _tracking_param(name: str) -> ParamSpec:
+    """``tracking.<name>``: default, type, range and description from :class:`TrackerConfig`'s field."""
+    f = {f.name: f for f in dataclasses.fields(TrackerConfig)}[name]
+    lo, hi, open_lo, open_hi = setting_range(TrackerConfig, name)
+    return ParamSpec(f"tracking.{name}", f.default, type(f.default), f.metadata["description"], lo=lo, hi=hi,
+                     open_lo=open_lo, open_hi=open_hi)
 
 
 #: The node's parameters, grouped. Order is the declaration order.
@@ -147,47 +160,17 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "s = min(input_height / H, input_width / W), keeping its aspect ratio, pads bottom/right with the "
               "mean colour and decodes only the image region; stretch resizes each axis separately. With "
               "256 x 512 (the shipped street model's training size): 640x480 -> s = 0.533, 256 x 341 + 171 "
-              "padded columns; 1280x720 -> s = 0.356, 256 x 455 + 57 padded columns",
+              "padded columns; 1280x720 -> s = 0.356, 256 x 455 + 57 padded columns. Recommended for the shipped "
+              "synthetic-street model (trained on 256 x 512, objects scaled to the image height): input 256 x 512 "
+              "letterbox, so objects appear at the scale seen in training (0 x 0 would run a 1280 x 720 frame at "
+              "~2.8x that scale; stretch makes objects of a 640 x 480 frame 1.5x too wide)",
               choices=RESIZE_MODES),
     # --- decoding (§3.5); -1 keeps the model's tuned value ---------------------------------------------------
-    _decoder("seed_threshold", float, 0.0, 1.0, "seed score s_i a candidate centre needs"),
-    _decoder("merge_threshold", float, 0.0, 1.0, "Φ between two seeds above which they are one instance"),
-    _decoder("mask_threshold", float, 0.0, 1.0, "Φ(e_seed, e_k) above which a pixel joins the instance"),
-    _decoder("stuff_threshold", float, 0.0, 1.0, "ψ_k below which a stuff pixel becomes void"),
-    _decoder("min_instance_area", int, 0, _INT32_MAX, "smallest instance kept, pixels at decoder output resolution"),
-    _decoder("min_stuff_area", int, 0, _INT32_MAX, "smallest stuff segment kept, pixels at decoder output resolution"),
-    _decoder("max_seeds", int, 1, 100000, "candidate seeds kept before merging"),
-    _decoder("fast_downsample", int, 1, 16, "fast decode: >1 decodes on an embedding map this many times smaller"),
+    *(_decoder_param(name) for name in ("seed_threshold", "merge_threshold", "mask_threshold", "stuff_threshold",
+                                  "min_instance_area", "min_stuff_area", "max_seeds", "fast_downsample")),
     # --- tracking by mean embeddings (§4.5) -----------------------------------------------------------------
     ParamSpec("tracking.enabled", True, bool, "associate thing instances across frames and publish track ids"),
-    ParamSpec("tracking.use_embeddings", _T.use_embeddings, bool,
-              "associate by mean embeddings (false: box-overlap-only baseline)"),
-    ParamSpec("tracking.max_cosine_distance", _T.max_cosine_distance, float,
-              "cosine-distance gate between a track's mean embedding and a detection", lo=0.0, hi=2.0),
-    ParamSpec("tracking.iou_gate", _T.iou_gate, float, "minimum box IoU for a match (0 disables the gate)",
-              lo=0.0, hi=1.0),
-    ParamSpec("tracking.class_gating", _T.class_gating, bool, "matches must share the category id"),
-    ParamSpec("tracking.embedding_weight", _T.embedding_weight, float,
-              "cost = w·d_cos + (1 - w)·(1 - IoU)", lo=0.0, hi=1.0),
-    ParamSpec("tracking.min_hits", _T.min_hits, int, "consecutive matches before a track gets a public id",
-              lo=1, hi=1000),
-    ParamSpec("tracking.max_age", _T.max_age, int, "frames a lost track is kept for re-identification",
-              lo=0, hi=100000),
-    ParamSpec("tracking.momentum", _T.momentum, float, "EMA momentum of a track's mean embedding, in [0, 1)",
-              lo=0.0, hi=0.999999),
-    ParamSpec("tracking.min_birth_score", _T.min_birth_score, float,
-              "detections scoring below this continue tracks but never start one", lo=0.0, hi=1.0),
-    ParamSpec("tracking.max_center_distance", _T.max_center_distance, float,
-              "spatial gate: box-centre distance to a track's last box, in mean box sizes (0 disables)",
-              lo=0.0, hi=1e6),
-    ParamSpec("tracking.center_distance_growth", _T.center_distance_growth, float,
-              "the centre gate widens by this many box sizes per frame a track is lost (needs the gate)",
-              lo=0.0, hi=1e6),
-    ParamSpec("tracking.cascade", _T.cascade, bool,
-              "matching cascade: confirmed tracks by frames since their last match first, tentative tracks last"),
-    ParamSpec("tracking.max_birth_overlap", _T.max_birth_overlap, float,
-              "a detection covered by more than this fraction by a same-class tracked detection's box starts no "
-              "track (fragments; 1 disables)", lo=1e-6, hi=1.0),
+    *(_tracking_param(f.name) for f in dataclasses.fields(TrackerConfig)),
     # --- input ----------------------------------------------------------------------------------------------
     ParamSpec("cameras", [], list,
               "camera names served by this one node and one network, e.g. [front, left]: <name>/image (and "
@@ -196,7 +179,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "Empty: one camera, image -> ~/panoptic"),
     ParamSpec("batch_window_ms", 100.0, float,
               "several cameras: after the first frame arrives, wait at most this long [ms] for the other cameras' "
-              "frames so that they are inferred as one batch (0: take what is there)", lo=0.0, hi=1000.0),
+              "frames so that they are inferred as one batch (0: take what is there; 10 ms split 640x480 frame sets on "
+              "the 2-core test machine, docs/RESULTS.md)", lo=0.0, hi=1000.0),
     ParamSpec("pipeline_overlap", False, bool,
               "one camera: run the work in two stages on two threads (preprocess + inference | decode + track + "
               "publish), so the next frame's inference overlaps this frame's decoding; outputs stay in stamp order. "
@@ -204,7 +188,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "no gain (docs/RESULTS.md). false: one thread does it all (several cameras: always one thread)"),
     ParamSpec("subscribe_compressed", False, bool,
               "also subscribe to image/compressed (sensor_msgs/CompressedImage, decoded with OpenCV)"),
-    ParamSpec("max_pixels", 4096 * 4096, int,
+    ParamSpec("max_pixels", DEFAULT_MAX_PIXELS, int,
               "images are rejected unprocessed when they, or the network input made from them (padded to "
               "multiples of 32, or input_height x input_width), have more pixels than this, or when their long "
               "side is over 16 times the short side; compressed images are checked before decoding",
@@ -261,7 +245,8 @@ def validate_one(spec: ParamSpec, value: Any) -> tuple[Any, str | None]:
         return value, None
     if spec.choices is not None and value not in spec.choices:
         return value, f"expected one of {list(spec.choices)}, got {value!r}"
-    if (spec.lo is not None and value < spec.lo) or (spec.hi is not None and value > spec.hi):
+    if (spec.lo is not None or spec.hi is not None) and not in_range(value, spec.lo, spec.hi, spec.open_lo,
+                                                                     spec.open_hi):
         return value, f"expected a value {spec.constraints()}, got {value!r}"
     return value, None
 
@@ -418,8 +403,8 @@ def _cross_checks(v: Mapping[str, Any], bad: set[str], check_files: bool) -> lis
                               f"-p model:=/path/to/hle.pt (checkpoint) or .onnx")
     elif check_files and not Path(v["model"]).expanduser().is_file():
         errors.append(f"model: file not found: {v['model']!r}")
-    if "device" not in bad and not _DEVICE_RE.match(v["device"]):
-        errors.append(f"device: expected auto | cpu | cuda | cuda:N, got {v['device']!r}")
+    if "device" not in bad and device_error(v["device"]) is not None:
+        errors.append(f"device: {device_error(v['device'])}")
     h, w = v["input_height"], v["input_width"]
     if {"input_height", "input_width"} & bad:
         pass
@@ -452,7 +437,8 @@ def load_yaml_parameters(path: str | Path, node_name: str = "/**") -> dict[str, 
         raise FileNotFoundError(f"parameters file not found: {path}")
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict) or node_name not in data:
-        raise ParameterError(f"{path}: no '{node_name}' section (keys: {list(data) if isinstance(data, dict) else data})")
+        keys = list(data) if isinstance(data, dict) else data
+        raise ParameterError(f"{path}: no '{node_name}' section (keys: {keys})")
     section = data[node_name]
     if not isinstance(section, dict) or "ros__parameters" not in section:
         raise ParameterError(f"{path}: '{node_name}' has no 'ros__parameters' mapping")
@@ -468,3 +454,92 @@ def load_yaml_parameters(path: str | Path, node_name: str = "/**") -> dict[str, 
 
     walk("", section["ros__parameters"])
     return flat
+
+
+# --- config/panoptic.yaml, generated from PARAMETERS ---------------------------------------------------------
+#: The node's parameters file in the source tree (installed to share/hle_ros/config).
+YAML_PATH = Path(__file__).resolve().parents[1] / "config" / "panoptic.yaml"
+_YAML_HEAD = """\
+# Parameters of the HLE panoptic node (hle_ros/panoptic_node.py, default name hle_panoptic).
+# GENERATED from the node's parameter table (hle_ros/parameters.py, which reads the decoder and tracker settings
+# from hle_core): do not edit by hand; change the table or hle_core, then run
+#   python -m hle_ros.parameters --write-yaml
+# (test/ros/test_parameters.py checks this file is exactly what that writes).
+# `/**` applies to the node whatever its name or namespace. Override single values on the command line
+# (`--ros-args -p backend:=torch`) or through the launch file's arguments.
+/**:
+  ros__parameters:
+"""
+#: Section comments, before the first parameter of each group.
+_YAML_SECTIONS = {
+    "autostart": "lifecycle",
+    "model": "model / backend",
+    "decoder.seed_threshold": "decoding (paper §3.5); -1 keeps the value the model was tuned with",
+    "tracking.enabled": "tracking by mean embeddings (paper §4.5); values from hle_core.tracking.TrackerConfig",
+    "cameras": "input",
+    "embedding_mode": "outputs",
+}
+
+
+def _yaml_value(value: Any) -> str:
+    """A parameter value as YAML that loads back with the same type (ints stay ints, floats floats)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
+    return value if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value) and value not in ("true", "false", "null") \
+        else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_yaml() -> str:
+    """``config/panoptic.yaml``: every parameter of :data:`PARAMETERS` with its default, its description and
+    range / choices as comments, grouped as in the table (``a.b`` names nested under ``a:``)."""
+    out = [_YAML_HEAD]
+    group = None
+    for spec in PARAMETERS:
+        if spec.name in _YAML_SECTIONS:
+            title = _YAML_SECTIONS[spec.name]
+            out.append(f"\n    # --- {title} " + "-" * max(3, 100 - len(title)) + "\n")
+        prefix, _, key = spec.name.rpartition(".")
+        if prefix != group:
+            if prefix:
+                out.append(f"    {prefix}:\n")
+            group = prefix
+        indent = "      " if prefix else "    "
+        text = spec.description
+        if spec.choices:
+            text += f" (one of {' | '.join(spec.choices)})"
+        if spec.lo is not None or spec.hi is not None:
+            text += f", in {range_text(spec.lo, spec.hi, spec.open_lo, spec.open_hi)}"
+        for line in textwrap.wrap(text, width=118 - len(indent) - 2, break_on_hyphens=False):
+            out.append(f"{indent}# {line}\n")
+        out.append(f"{indent}{key}: {_yaml_value(spec.default)}\n")
+    return "".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hle_ros.parameters --write-yaml [PATH]`` writes :func:`render_yaml` (default
+    :data:`YAML_PATH`); ``--check [PATH]`` exits 1 when the file differs from it."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m hle_ros.parameters", description=main.__doc__)
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--write-yaml", action="store_true", help="write the parameters file")
+    mode.add_argument("--check", action="store_true", help="exit 1 when the parameters file is not the generated one")
+    p.add_argument("path", nargs="?", type=Path, default=YAML_PATH)
+    args = p.parse_args(argv)
+    text = render_yaml()
+    if args.write_yaml:
+        args.path.write_text(text, encoding="utf-8")
+        print(f"wrote {args.path}")
+        return 0
+    same = args.path.is_file() and args.path.read_text(encoding="utf-8") == text
+    state = "up to date" if same else "differs from the table; run python -m hle_ros.parameters --write-yaml"
+    print(f"{args.path}: {state}")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Create a separate tool venv holding panopticapi's evaluation code (PyPI `panopticapi-lite` 0.2.0), the
-# oracle for hle_core/evaluation/pq.py. It pins numpy<2, which conflicts with the main .venv (numpy 2,
+# Create a separate tool venv holding panopticapi's evaluation code (PyPI `panopticapi-lite` 0.2.0), the oracle
+# for hle_core/evaluation/pq.py and pq_files.py. It pins numpy<2, which conflicts with the main .venv (numpy 2,
 # opencv 5, ROS wheels), hence its own environment. Optional: `hotcoco` (Rust COCO metrics) for bench_pq.py.
 #
 #   scripts/panopticapi_venv.sh [VENV_DIR]        # default: .venv-panopticapi in the repository root
 #   WITH_HOTCOCO=1 scripts/panopticapi_venv.sh    # also try to install hotcoco (optional, failure ignored)
 #
-# test/core/test_pq.py and bench/bench_pq.py look for the venv at $HLE_PANOPTICAPI_PYTHON (a python
-# executable) or else <repo>/.venv-panopticapi/bin/python.
+# test/core/test_pq.py and bench/bench_pq.py run it through scripts/panopticapi_runner.py, which looks for the
+# venv at $HLE_PANOPTICAPI_PYTHON (a python executable) or else <repo>/.venv-panopticapi/bin/python.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${1:-$ROOT/.venv-panopticapi}"

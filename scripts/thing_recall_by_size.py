@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hle_core.evaluation.png_io import read_panoptic_png  # noqa: E402
+from hle_core.panoptic_io import read_panoptic_png  # noqa: E402
 
 DEFAULT_BINS = (0, 100, 200, 400, 800, 1600)
 

@@ -10,7 +10,7 @@
 
 Importing this package does not import rosbags, torch or matplotlib; the functions do.
 """
-from .evaluate import DEFAULT_MAX_PIXELS, OUTPUT_TOPIC, default_output_bag, evaluate_bag
+from .evaluate import DEFAULT_MAX_PIXELS, default_output_bag, evaluate_bag
 from .fleet import FleetSettings, run_fleet
 from .reader import BagError, BagReader, BagRecord, TopicSummary
 from .report import render_markdown, write_report
@@ -18,7 +18,7 @@ from .writer import (DEFAULT_GT_TOPIC, DEFAULT_IMAGE_TOPIC, STORAGES, BagWriter,
                      resolve_target, write_synthetic_bag)
 
 __all__ = [
-    "evaluate_bag", "default_output_bag", "DEFAULT_MAX_PIXELS", "OUTPUT_TOPIC", "write_report", "render_markdown",
+    "evaluate_bag", "default_output_bag", "DEFAULT_MAX_PIXELS", "write_report", "render_markdown",
     "run_fleet", "FleetSettings",
     "BagError", "BagReader", "BagRecord", "TopicSummary",
     "DEFAULT_GT_TOPIC", "DEFAULT_IMAGE_TOPIC", "STORAGES", "BagWriter", "SyntheticBagInfo", "resolve_target",

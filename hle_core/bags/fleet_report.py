@@ -1,6 +1,6 @@
 """The fleet report of ``hle bag-eval --bags``: metrics from the statistics summed over all frames of all bags.
 
-* :func:`aggregate` — per-bag rows (with their ``sums``, see :meth:`hle_core.bags.evaluate.VideoScorer.sums`)
+* :func:`aggregate` — per-bag rows (with their ``sums``, see :meth:`hle_core.bags.scoring.FrameScorer.sums`)
   → fleet PQ / PQ_th / PQ_st (panopticapi's PQ of the summed per-category TP / FP / FN / ΣIoU), STQ = sqrt(AQ ×
   SQ) with AQ = Σ AQ-numerators / Σ tubes and SQ from the summed semantic confusion, VPQ from the summed
   window statistics, ID switches summed, latency percentiles over every frame after each bag's warm-up (from
@@ -51,8 +51,9 @@ def _merge_histograms(total: dict[str, dict[str, Any]], h: dict[str, dict[str, A
 
 def histogram_percentiles(hist: dict[str, dict[str, Any]], percentiles: Sequence[int] = (50, 90, 99)
                           ) -> dict[str, dict[str, float]]:
-    """``{stage: {"p50", "p90", "p99", "max", "mean", "n"}}`` as :func:`~hle_core.bags.metrics.latency_percentiles`,
-    the percentiles read from the histogram (nearest rank; the bin's geometric centre, at most the maximum)."""
+    """``{stage: {"p50", "p90", "p99", "max", "mean", "n"}}`` as
+    :func:`~hle_core.bags.metrics.stage_latency_percentiles`, the percentiles read from the histogram (nearest rank;
+    the bin's geometric centre, at most the maximum)."""
     out = {}
     for stage, h in hist.items():
         if not h["n"]:
@@ -99,7 +100,7 @@ def sum_statistics(sums: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
 def _scores(total: dict[str, Any]) -> dict[str, Any]:
     """PQ / STQ / VPQ / ID switches of summed statistics (as a single bag's ``metrics.json`` computes them)."""
     from ..evaluation.pq import Categories, PQStats
-    from .evaluate import video_metrics_from_sums
+    from .scoring import video_metrics_from_sums
 
     c = total["categories"]
     stats = PQStats(Categories(tuple(c["ids"]), tuple(bool(t) for t in c["isthing"]), tuple(c["names"])))
@@ -123,7 +124,7 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     Raises:
         AssertionError: a bag's frames do not add up (evaluated + rejected != total): a bug, not bad input.
     """
-    from .evaluate import _json_safe
+    from .scoring import json_safe
 
     ok = [r for r in rows if r["status"] == "ok"]
     frames = {k: sum(int(r[k] or 0) for r in ok)
@@ -144,7 +145,7 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     else:
         out.update(_scores(total))
     out["latency_ms"] = histogram_percentiles(total["latency"]) if total is not None else {}
-    return _json_safe(out)
+    return json_safe(out)
 
 
 def _pct(v: Any) -> str:

@@ -2,17 +2,22 @@
 
 * :class:`EmbeddingStability` — how stable a ground-truth object's predicted mean embedding (the tracker's
   association cue, paper §4.5) is from one frame to the next, against how far the nearest *other* object is.
-* :func:`latency_percentiles` — p50 / p90 / p99 / max per pipeline stage.
+* :func:`latency_percentiles` — p50 / p90 / p99 / max of one series of latencies (also the node's ``/diagnostics``);
+  :func:`stage_latency_percentiles` — the same plus mean and count, per pipeline stage.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from ..config import LABEL_DIVISOR
 
-__all__ = ["EmbeddingStability", "match_segments_to_objects", "latency_percentiles"]
+__all__ = ["EmbeddingStability", "match_segments_to_objects", "PERCENTILES", "latency_percentiles",
+           "stage_latency_percentiles"]
+
+#: Latency percentiles reported.
+PERCENTILES = (50, 90, 99)
 
 
 def match_segments_to_objects(gt: np.ndarray, pred: np.ndarray, segment_ids: np.ndarray, *,
@@ -105,16 +110,28 @@ class EmbeddingStability:
         }
 
 
-def latency_percentiles(timings: Sequence[Mapping[str, float]], percentiles: Sequence[int] = (50, 90, 99)
-                        ) -> dict[str, dict[str, float]]:
-    """``{stage: {"p50", "p90", "p99", "max", "mean", "n"}}`` in ms over per-frame ``timings_ms`` dicts."""
+def latency_percentiles(values: Iterable[float], percentiles: Iterable[int] = PERCENTILES) -> dict[str, float]:
+    """``{"p50": ..., "p90": ..., "p99": ..., "max": ...}`` of ``values`` (ms; NumPy's linear interpolation between
+    ranks); NaN for an empty series."""
+    v = np.asarray(list(values), np.float64)
+    qs = list(percentiles)
+    if v.size == 0:
+        return {**{f"p{q}": float("nan") for q in qs}, "max": float("nan")}
+    out = {f"p{q}": float(x) for q, x in zip(qs, np.percentile(v, qs))}
+    out["max"] = float(v.max())
+    return out
+
+
+def stage_latency_percentiles(timings: Sequence[Mapping[str, float]], percentiles: Sequence[int] = PERCENTILES
+                              ) -> dict[str, dict[str, float]]:
+    """``{stage: {"p50", "p90", "p99", "max", "mean", "n"}}`` in ms over per-frame ``timings_ms`` dicts: the
+    :func:`latency_percentiles` of each stage seen in at least one frame, plus its mean and frame count."""
     stages: dict[str, list[float]] = {}
     for t in timings:
         for stage, ms in t.items():
             stages.setdefault(stage, []).append(float(ms))
     out = {}
     for stage, values in stages.items():
-        v = np.asarray(values)
-        out[stage] = {**{f"p{q}": float(np.percentile(v, q)) for q in percentiles},
-                      "max": float(v.max()), "mean": float(v.mean()), "n": int(v.size)}
+        v = np.asarray(values, np.float64)
+        out[stage] = {**latency_percentiles(v, percentiles), "mean": float(v.mean()), "n": int(v.size)}
     return out

@@ -10,6 +10,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .reasons import REASON_TEXT
+
 __all__ = ["write_report", "render_markdown"]
 
 
@@ -29,8 +31,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
 
 def render_markdown(m: dict[str, Any], files: dict[str, Any]) -> str:
     """The report text for metrics ``m`` and the written ``files`` (plots, overlays)."""
-    from .evaluate import REASON_TEXT
-
     lines = [f"# Bag evaluation: {Path(m['bag']).name}", ""]
     lines += [f"- bag: `{m['bag']}` ({m['storage']}{', salvaged by a linear scan' if m.get('salvaged') else ''})",
               f"- image topic: `{m['image_topic']}`; ground truth: `{m['gt_topic']}`" if m.get("gt_topic")

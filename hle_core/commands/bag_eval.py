@@ -39,6 +39,11 @@ from pathlib import Path
 
 __all__ = ["add_parser", "run"]
 
+#: Default of --pred-topic and --output-topic: where the node publishes under its default name and namespace
+#: (what ``ros2 bag record`` of a live run holds). A command-line default only: the bag evaluation library
+#: (:mod:`hle_core.bags`) takes its topics as arguments.
+NODE_OUTPUT_TOPIC = "/hle_panoptic/panoptic"
+
 
 def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
     """How the pipeline is built from ``--model`` (backend, device, input size, resize mode), as the node builds
@@ -71,8 +76,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--pred-bag", type=Path, default=None,
                    help="score recorded node output (PanopticSegmentation messages) from this bag instead of "
                         "running a model, e.g. `ros2 bag record /hle_panoptic/panoptic` of a live run")
-    p.add_argument("--pred-topic", default="/hle_panoptic/panoptic", help="topic of --pred-bag (default "
-                   "/hle_panoptic/panoptic)")
+    p.add_argument("--pred-topic", default=NODE_OUTPUT_TOPIC, help="topic of --pred-bag (default "
+                   f"{NODE_OUTPUT_TOPIC})")
     add_pipeline_arguments(p)
     p.add_argument("--out", type=Path, required=True, help="output folder for metrics.json, report.md and plots")
     p.add_argument("--output-bag", nargs="?", const="", default=None, metavar="PATH",
@@ -80,6 +85,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "<OUT>_panoptic.mcap beside OUT); an existing path is refused unless --overwrite")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing bag at --output-bag (only a bag, never the input --bag)")
+    p.add_argument("--output-topic", default=NODE_OUTPUT_TOPIC,
+                   help=f"topic of the messages in --output-bag (default {NODE_OUTPUT_TOPIC})")
     p.add_argument("--no-tracking", action="store_true", help="run without the tracker (no track ids)")
     p.add_argument("--box-tracker", action="store_true",
                    help="box-overlap-only baseline tracker (TrackerConfig.use_embeddings=false; with "
@@ -163,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
                          device=args.device, input_size=args.input_size, resize=args.resize_mode,
                          tracking=not args.no_tracking,
                          tracker=tracker,
-                         out_dir=args.out, output_bag=output_bag, overwrite=args.overwrite,
+                         out_dir=args.out, output_bag=output_bag, output_topic=args.output_topic,
+                         overwrite=args.overwrite,
                          sequence_gap_s=args.sequence_gap,
                          warmup=args.warmup, num_overlays=args.overlays, plots=not args.no_plots,
                          progress=not args.no_progress)

@@ -49,7 +49,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     ck.add_argument("--device", default="auto", help="auto (CUDA when available) | cpu | cuda | cuda:N")
     ck.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     ck.add_argument("--workers", type=int, default=None,
-                    help="scoring processes (default: number of CPU cores; 1 = this process)")
+                    help="scoring threads (default: number of CPU cores; 1 = this thread only)")
     ck.add_argument("--per-class", action="store_true", help="also print the per-category table")
     ck.add_argument("--no-progress", action="store_true", help="no progress bar")
     modes = p.add_subparsers(dest="evaluate_command", metavar="MODE", title="modes")
@@ -65,7 +65,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     help="folder of predicted PNGs (default: the --pred-json path without .json)")
     pq.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     pq.add_argument("--workers", type=int, default=None,
-                    help="worker processes over images (default: number of CPU cores; 1 = this process)")
+                    help="worker threads over images (default: number of CPU cores; 1 = this thread only)")
     pq.add_argument("--per-class", action="store_true", help="also print the per-category table")
     pq.set_defaults(func=run)
     return p
@@ -87,13 +87,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_checkpoint(args: argparse.Namespace) -> int:
     """Predict, write COCO panoptic predictions, score them; torch is imported here only."""
-    import json  # noqa: PLC0415
+    import json
 
-    from ..config import ConfigError  # noqa: PLC0415
-    from ..data.formats import PanopticFormatError as DataFormatError  # noqa: PLC0415
-    from ..evaluation import PanopticEvalError, format_extra_table, format_pq_table  # noqa: PLC0415
-    from ..evaluation.checkpoint_eval import evaluate_checkpoint  # noqa: PLC0415
-    from ..model import CheckpointError  # noqa: PLC0415
+    from ..config import ConfigError
+    from ..evaluation import PanopticFormatError, format_extra_table, format_pq_table
+    from ..evaluation.checkpoint_eval import evaluate_checkpoint
+    from ..model import CheckpointError
 
     for flag, value in (("--limit", args.limit), ("--workers", args.workers)):
         if value is not None and value < 1:
@@ -104,7 +103,7 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
         ev = evaluate_checkpoint(args.checkpoint, args.data, out_dir, format=args.format, split=args.split,
                                  flip=args.flip, decoder_yaml=args.decoder, device=args.device, limit=args.limit,
                                  workers=args.workers, progress=not args.no_progress)
-    except (CheckpointError, ConfigError, FileNotFoundError, DataFormatError, PanopticEvalError) as exc:
+    except (CheckpointError, ConfigError, FileNotFoundError, PanopticFormatError) as exc:
         print(f"hle evaluate: error: {exc}", file=sys.stderr)
         return 2
     print(format_pq_table(ev.results))
@@ -118,13 +117,13 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
 
 
 def _run_pq(args: argparse.Namespace) -> int:
-    import json  # noqa: PLC0415 - light imports only: NumPy (+ OpenCV in the workers' PNG reader)
-    import os  # noqa: PLC0415
+    import json
+    import os
 
-    # no linear algebra here: spare NumPy's import the start of an OpenBLAS thread pool (~40 ms CPU, more wall)
+    # no linear algebra here: spare NumPy's import the start of an OpenBLAS thread pool
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-    from ..evaluation import PanopticEvalError, format_extra_table, format_pq_table, pq_compute  # noqa: PLC0415
+    from ..evaluation import PanopticFormatError, format_extra_table, format_pq_table, pq_compute
 
     if args.workers is not None and args.workers < 1:
         print(f"hle evaluate pq: error: --workers must be >= 1, got {args.workers}", file=sys.stderr)
@@ -132,7 +131,7 @@ def _run_pq(args: argparse.Namespace) -> int:
     try:
         results, stats = pq_compute(args.gt_json, args.pred_json, args.gt_folder, args.pred_folder,
                                     workers=args.workers, return_stats=True)
-    except PanopticEvalError as exc:
+    except PanopticFormatError as exc:
         print(f"hle evaluate pq: error: {exc}", file=sys.stderr)
         return 2
     print(format_pq_table(results))

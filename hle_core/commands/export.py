@@ -122,7 +122,7 @@ def _run_onnx(args: argparse.Namespace) -> int:
 
 
 def _run_tensorrt(args: argparse.Namespace) -> int:
-    from ..runtime.export import ProfileShapes
+    from ..runtime.tensorrt_build import ProfileShapes
     from ..runtime.tensorrt_backend import export_engine
 
     shapes = (args.min, args.opt, args.max)

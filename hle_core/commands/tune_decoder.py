@@ -62,7 +62,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def command_line(args: argparse.Namespace) -> str:
     """The ``hle tune-decoder`` command that reproduces ``args`` (recorded in the outputs)."""
-    import shlex  # noqa: PLC0415
+    import shlex
 
     parts = ["hle", "tune-decoder", "--checkpoint", str(args.checkpoint)]
     if args.data is not None:
@@ -81,9 +81,9 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import ConfigError  # noqa: PLC0415
-    from ..data.formats import PanopticFormatError  # noqa: PLC0415
-    from ..model import CheckpointError  # noqa: PLC0415
+    from ..config import ConfigError
+    from ..panoptic_io import PanopticFormatError
+    from ..model import CheckpointError
 
     for flag, value, low in (("--trials", args.trials, 1), ("--limit", args.limit, 1),
                              ("--synthetic", args.synthetic, 1), ("--synthetic-seed", args.synthetic_seed, 0)):
@@ -99,10 +99,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _synthetic_settings(args: argparse.Namespace) -> tuple[tuple[int, int], dict]:
     """Scene size and SceneGenerator options of ``--synthetic``: given, else the checkpoint's training data."""
-    import yaml  # noqa: PLC0415
+    import yaml
 
-    from ..config import ConfigError  # noqa: PLC0415
-    from ..model import load_checkpoint  # noqa: PLC0415
+    from ..config import ConfigError
+    from ..model import load_checkpoint
 
     data = load_checkpoint(args.checkpoint)["extra"].get("train", {}).get("data", {})
     trained_synthetic = data.get("format") == "synthetic"
@@ -118,16 +118,17 @@ def _synthetic_settings(args: argparse.Namespace) -> tuple[tuple[int, int], dict
 
 
 def _tune(args: argparse.Namespace, command: str) -> int:
-    import dataclasses  # noqa: PLC0415
-    import time  # noqa: PLC0415
+    import dataclasses
+    import time
 
-    import torch  # noqa: PLC0415
+    import torch
 
-    from ..config import ConfigError  # noqa: PLC0415
-    from ..data import PanopticDataset, SyntheticDataset  # noqa: PLC0415
-    from ..evaluation.checkpoint_eval import load_eval_inputs, resolve_device  # noqa: PLC0415
-    from ..evaluation.predict import infer_outputs  # noqa: PLC0415
-    from ..evaluation.tune import parse_space, tune_decoder, write_decoder_yaml, write_trials  # noqa: PLC0415
+    from ..config import ConfigError
+    from ..data import PanopticDataset, SyntheticDataset
+    from ..config import resolve_device
+    from ..evaluation.checkpoint_eval import load_eval_inputs
+    from ..evaluation.predict import infer_outputs
+    from ..evaluation.tune import parse_space, tune_decoder, write_decoder_yaml, write_trials
 
     space = parse_space(args.space)
     dev = resolve_device(args.device)
@@ -152,7 +153,11 @@ def _tune(args: argparse.Namespace, command: str) -> int:
                   + (f", generator {generator}" if generator else ""))
 
     t0 = time.perf_counter()
-    cached = list(infer_outputs(model, cfg, dataset, flip=args.flip, device=dev, progress=not args.no_progress))
+    cached = []
+    for c in infer_outputs(model, cfg, dataset, flip=args.flip, device=dev, progress=not args.no_progress):
+        # kept on the host: many images' maps would not fit a GPU, and CPU decoding keeps the search deterministic
+        c.maps = {k: v.cpu() for k, v in c.maps.items()}
+        cached.append(c)
     megabytes = sum(v.numel() * v.element_size() for c in cached for v in c.maps.values()) / 2**20
     print(f"network outputs of {source} cached in {time.perf_counter() - t0:.1f} s ({megabytes:.0f} MiB)")
     params = {k: v.detach().cpu() for k, v in model.decode_params().items()}
@@ -184,7 +189,7 @@ def _tune(args: argparse.Namespace, command: str) -> int:
         "trials_requested": args.trials, "seed": args.seed})
     print(f"wrote {out}, {csv_path}, {json_path}")
     if args.save_checkpoint is not None:
-        from ..model import load_checkpoint, save_checkpoint  # noqa: PLC0415
+        from ..model import load_checkpoint, save_checkpoint
 
         payload = load_checkpoint(args.checkpoint)
         model.cfg = model.cfg.override({"decoder": dataclasses.asdict(result.best)})

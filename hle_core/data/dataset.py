@@ -22,8 +22,9 @@ import torch
 from torch.utils.data import Dataset
 
 from ..config import LABEL_DIVISOR, ClassTable, LossConfig, ModelConfig, street_class_table
-from .formats import (CityscapesPanopticReader, CityscapesReader, CocoPanopticReader, PanopticFileNotFoundError,
-                      cityscapes_panoptic_paths, coco_paths)
+from ..panoptic_io import PanopticFileNotFoundError
+from .cityscapes import CityscapesPanopticReader, CityscapesReader, cityscapes_panoptic_paths
+from .coco_panoptic import CocoPanopticReader, coco_paths
 from .synthetic import SceneGenerator
 
 __all__ = ["panoptic_to_targets", "PanopticDataset", "SyntheticDataset"]

@@ -1,9 +1,9 @@
 """Pre-rendered synthetic scenes on disk, so training spends its steps learning instead of rendering.
 
-Rendering the scenes of a training step costs a tenth of the step on the 2-core development machine (data
-263 ms -> 47 ms per step of the shipped recipe with the cache: docs/RESULTS.md, "Training throughput"). A cache holds the ``num`` scenes of one
-``(seed, size, generator options, class table, generator source)`` as two ``.npy`` arrays that are read
-through memory maps: ``images.npy`` (N, H, W, 3) uint8 RGB and ``panoptic.npy`` (N, H, W) int32.
+Rendering the scenes of a training step costs a tenth of the step on the 2-core development machine (data time
+per step with and without the cache: docs/RESULTS.md, "Training throughput on these CPUs"). A cache
+holds the ``num`` scenes of one ``(seed, size, generator options, class table, generator source)`` as two ``.npy``
+arrays that are read through memory maps: ``images.npy`` (N, H, W, 3) uint8 RGB and ``panoptic.npy`` (N, H, W) int32.
 
 The folder name is a SHA-256 of everything a scene depends on, including the source of
 ``hle_core/data/synthetic.py``: changing the generator (e.g. its annotation rule) is a cache miss, never a

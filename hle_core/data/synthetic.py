@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import cv2
 import numpy as np
 
 from ..config import LABEL_DIVISOR, VOID_ID, ClassTable, street_class_table
-from .formats import Segment, segments_from_panoptic
+from .sample import Segment, segments_from_panoptic
 
 __all__ = ["Frame", "Video", "SceneGenerator", "generate_video", "REQUIRED_CLASSES"]
 
@@ -83,6 +83,15 @@ class Video:
 
     frames: list[Frame]
     tracks: dict[int, int] = field(default_factory=dict)
+
+
+class _Road(NamedTuple):
+    """Where the ground plane lies on a canvas: everything else in a scene is placed relative to it."""
+
+    horizon: int              # canvas row of the horizon
+    vanishing_x: float        # canvas column of the road's vanishing point
+    left: float               # road half-width left of the vanishing point, at the bottom row
+    right: float              # road half-width right of it, at the bottom row
 
 
 @dataclass
@@ -144,11 +153,11 @@ class SceneGenerator:
         if index < 0:
             raise ValueError(f"index must be >= 0, got {index}")
         rng = np.random.default_rng([self.seed, int(index), 0])
-        hz, vx, wl, wr = self._layout(rng, 0.0)
-        colour, slots = self._background(rng, self.W, hz, vx, wl, wr)
-        things = self._spawn(rng, self.W, hz, vx, wl, wr, margin=0.05 * self.W, video=False)
+        road = self._layout(rng, 0.0)
+        colour, slots = self._background(rng, self.W, road)
+        things = self._spawn(rng, self.W, road, margin=0.05 * self.W, video=False)
         light = self._lighting(rng)
-        return self._render(rng, colour, slots, things, hz, (self.W / 2, self.H / 2, 1.0), light, index)
+        return self._render(rng, colour, slots, things, road.horizon, (self.W / 2, self.H / 2, 1.0), light, index)
 
     def video(self, num_frames: int, index: int = 0, camera_speed: float | None = None,
               zoom_rate: float | None = None) -> Video:
@@ -166,34 +175,35 @@ class SceneGenerator:
         travel = min(abs(speed) * (num_frames - 1), 1.5 * self.W)   # the pools cover a 2.5 W canvas
         speed = math.copysign(travel / max(num_frames - 1, 1), speed)
         margin = 0.25 * self.W
-        wc = int(math.ceil(self.W + travel + 2 * margin))
+        canvas_width = int(math.ceil(self.W + travel + 2 * margin))
         cx0 = margin + self.W / 2 + (travel if speed < 0 else 0.0)
-        hz, vx, wl, wr = self._layout(rng, cx0 - self.W / 2)
-        colour, slots = self._background(rng, wc, hz, vx, wl, wr)
-        things = self._spawn(rng, wc, hz, vx, wl, wr, margin=0.0, video=True)
+        road = self._layout(rng, cx0 - self.W / 2)
+        horizon = road.horizon
+        colour, slots = self._background(rng, canvas_width, road)
+        things = self._spawn(rng, canvas_width, road, margin=0.0, video=True)
         light = self._lighting(rng)
         frames, tracks = [], {}
         for t in range(num_frames):
             flicker = light.copy()
             flicker[0] *= 1.0 + rng.uniform(-0.02, 0.02)
             cam = (cx0 + speed * t, self.H / 2, 1.0 + zoom * t)
-            f = self._render(rng, colour, slots, things, hz, cam, flicker, t)
+            f = self._render(rng, colour, slots, things, horizon, cam, flicker, t)
             frames.append(f)
             tracks.update({s.id: s.track_id for s in f.segments if s.track_id >= 0})
             for th in things:
                 th.x += th.vx
-                th.yb = float(np.clip(th.yb + th.vy, hz + 2, self.H * 1.05))
-                th.phase += abs(th.vx) / max(1.0, 0.15 * self._height(th, hz))
+                th.yb = float(np.clip(th.yb + th.vy, horizon + 2, self.H * 1.05))
+                th.phase += abs(th.vx) / max(1.0, 0.15 * self._height(th, horizon))
         return Video(frames, tracks)
 
     # ------------------------------------------------------------------------------------------
     # layout and background (canvas coordinates)
     # ------------------------------------------------------------------------------------------
-    def _layout(self, rng: np.random.Generator, x_offset: float) -> tuple[int, float, float, float]:
-        """Horizon row, vanishing column and road half-widths at the bottom row (left, right)."""
-        hz = int(self.H * rng.uniform(0.38, 0.55))
-        vx = x_offset + self.W * rng.uniform(0.3, 0.7)
-        return hz, vx, self.W * rng.uniform(0.35, 0.9), self.W * rng.uniform(0.35, 0.9)
+    def _layout(self, rng: np.random.Generator, x_offset: float) -> _Road:
+        """A random horizon row, vanishing column (``x_offset`` + a fraction of W) and road half-widths."""
+        horizon = int(self.H * rng.uniform(0.38, 0.55))
+        vanishing_x = x_offset + self.W * rng.uniform(0.3, 0.7)
+        return _Road(horizon, vanishing_x, self.W * rng.uniform(0.35, 0.9), self.W * rng.uniform(0.35, 0.9))
 
     def _noise_pools(self) -> np.ndarray:
         """(3, 2H, 3W) float32 value-noise textures (coarse, mid, fine), roughly in [-1, 1], built once per
@@ -213,145 +223,147 @@ class SceneGenerator:
         x = int(rng.integers(0, pools.shape[2] - w + 1))
         return pools[:, y:y + h, x:x + w]
 
-    def _background(self, rng: np.random.Generator, wc: int, hz: int, vx: float, wl: float,
-                    wr: float) -> tuple[np.ndarray, np.ndarray]:
-        """Stuff colours (H, wc, 3) float32 in grey levels and slot map (H, wc) uint8."""
+    def _background(self, rng: np.random.Generator, canvas_width: int, road: _Road) -> tuple[np.ndarray, np.ndarray]:
+        """Stuff colours (H, canvas_width, 3) float32 in grey levels and slot map (H, canvas_width) uint8."""
         H, W = self.H, self.W
-        slots = np.full((H, wc), _SKY, np.uint8)
-        colour = np.empty((H, wc, 3), np.float32)
-        coarse, mid, fine = self._texture(rng, (H, wc))
+        horizon, vanishing_x = road.horizon, road.vanishing_x
+        slots = np.full((H, canvas_width), _SKY, np.uint8)
+        colour = np.empty((H, canvas_width, 3), np.float32)
+        coarse, mid, fine = self._texture(rng, (H, canvas_width))
         yy = np.arange(H, dtype=np.float32)[:, None]                        # H x 1
-        xx = np.arange(wc, dtype=np.float32)[None, :]                       # 1 x wc
+        xx = np.arange(canvas_width, dtype=np.float32)[None, :]             # 1 x canvas_width
 
         # sky: vertical gradient with clouds from the coarse noise
         top, bottom = rng.uniform([40, 80, 150], [110, 150, 230]), rng.uniform([150, 170, 190], [230, 235, 245])
-        t = (yy[:hz] / max(hz, 1))[..., None]                               # hz x 1 x 1
-        colour[:hz] = top + (bottom - top) * t
-        clouds = np.clip(coarse[:hz] * 1.5 - rng.uniform(0.0, 0.8), 0, 1)[..., None] * rng.uniform(0.3, 0.9)
-        colour[:hz] += (235.0 - colour[:hz]) * clouds
+        t = (yy[:horizon] / max(horizon, 1))[..., None]                     # horizon x 1 x 1
+        colour[:horizon] = top + (bottom - top) * t
+        clouds = np.clip(coarse[:horizon] * 1.5 - rng.uniform(0.0, 0.8), 0, 1)[..., None] * rng.uniform(0.3, 0.9)
+        colour[:horizon] += (235.0 - colour[:horizon]) * clouds
 
         # buildings: rectangles standing on the horizon with a grid of windows
         x = rng.uniform(-0.1 * W, 0.0)
-        while x < wc:
+        while x < canvas_width:
             bw = rng.uniform(0.08, 0.3) * W
             if rng.random() < 0.15:                                           # gap: sky shows through
                 x += 0.5 * bw
                 continue
-            x0, x1 = max(int(x), 0), min(int(x + bw), wc)
-            top_row = int(rng.uniform(0.03 * H, max(0.04 * H, hz - 0.08 * H)))
-            if x1 > x0 and hz > top_row:
-                slots[top_row:hz, x0:x1] = _BUILDING
-                colour[top_row:hz, x0:x1] = _BUILDING_COLOURS[rng.integers(len(_BUILDING_COLOURS))] \
+            x0, x1 = max(int(x), 0), min(int(x + bw), canvas_width)
+            top_row = int(rng.uniform(0.03 * H, max(0.04 * H, horizon - 0.08 * H)))
+            if x1 > x0 and horizon > top_row:
+                slots[top_row:horizon, x0:x1] = _BUILDING
+                colour[top_row:horizon, x0:x1] = _BUILDING_COLOURS[rng.integers(len(_BUILDING_COLOURS))] \
                     * rng.uniform(0.8, 1.15)
-                self._windows(rng, colour, top_row, hz, int(x), int(x + bw), wc)
+                self._windows(rng, colour, top_row, horizon, int(x), int(x + bw), canvas_width)
             x += bw
 
-        self._vegetation(rng, slots, colour, wc, hz, mid)
+        self._vegetation(rng, slots, colour, canvas_width, horizon, mid)
 
         # ground: road wedge from the vanishing point, sidewalks outside it
-        g = slice(hz, H)
-        s = (yy[g] - hz + 1.0) / (H - hz)                                   # Hg x 1, inverse depth
-        xl, xr = vx - s * wl, vx + s * wr                                   # Hg x 1 road edges
-        road = (xx >= xl) & (xx <= xr)                                      # Hg x wc
+        g = slice(horizon, H)
+        s = (yy[g] - horizon + 1.0) / (H - horizon)                         # Hg x 1, inverse depth
+        xl, xr = vanishing_x - s * road.left, vanishing_x + s * road.right  # Hg x 1 road edges
+        on_road = (xx >= xl) & (xx <= xr)                                   # Hg x canvas_width
         depth = 1.0 / s                                                      # Hg x 1
         # sidewalk tiles: rows at equal depth steps, columns converging to the vanishing point
         tile = rng.uniform(0.15, 0.3)
         tile_rows = (depth * tile) % 1.0 < 0.08 * tile * depth               # Hg x 1
-        tile_cols = (np.abs(xx - vx) / s) % (0.08 * W) < 0.006 * W          # Hg x wc
+        tile_cols = (np.abs(xx - vanishing_x) / s) % (0.08 * W) < 0.006 * W  # Hg x canvas_width
         side = rng.uniform([140, 130, 120], [200, 190, 180]).astype(np.float32)
         colour[g] = np.where((tile_rows | tile_cols)[..., None], side * 0.8, side)
-        slots[g] = np.where(road, _ROAD, _SIDEWALK)
+        slots[g] = np.where(on_road, _ROAD, _SIDEWALK)
         asphalt = rng.uniform(55, 95) * rng.uniform(0.95, 1.05, 3).astype(np.float32)
-        colour[g] = np.where(road[..., None], asphalt, colour[g])
+        colour[g] = np.where(on_road[..., None], asphalt, colour[g])
         # lane markings: dashed lines at fixed fractions of the road, solid edge lines
         dash = (depth * rng.uniform(0.3, 0.6)) % 1.0 < 0.45                   # Hg x 1
         half = np.maximum(0.6, 0.006 * W * s)                                 # Hg x 1 line half width
-        marks = np.zeros_like(road)
+        marks = np.zeros_like(on_road)
         lanes = rng.integers(1, 4)
         for f in np.arange(1, lanes + 1) / (lanes + 1):
             marks |= (np.abs(xx - (xl + f * (xr - xl))) < half) & dash
         for f in (0.03, 0.97):
             marks |= np.abs(xx - (xl + f * (xr - xl))) < half
-        marks &= road
+        marks &= on_road
         slots[g][marks] = _MARKING
         colour[g][marks] = rng.uniform(200, 245)
 
         # texture: multiplicative noise with per-slot amplitudes
-        amp = _SLOT_TEXTURE[slots]                                           # H x wc x 3
+        amp = _SLOT_TEXTURE[slots]                                           # H x canvas_width x 3
         colour *= (1.0 + amp[..., 0] * coarse + amp[..., 1] * mid + amp[..., 2] * fine)[..., None]
         return colour, slots
 
-    def _windows(self, rng: np.random.Generator, colour: np.ndarray, top: int, hz: int, x0: int, x1: int,
-                 wc: int) -> None:
-        """Window grid on the facade rows [top, hz), columns [x0, x1) (clipped to the canvas)."""
+    def _windows(self, rng: np.random.Generator, colour: np.ndarray, top: int, horizon: int, x0: int, x1: int,
+                 canvas_width: int) -> None:
+        """Window grid on the facade rows [top, horizon), columns [x0, x1) (clipped to the canvas)."""
         pw, ph = rng.uniform(0.025, 0.06) * self.W, rng.uniform(0.04, 0.09) * self.H
         fill_x, fill_y = rng.uniform(0.4, 0.7), rng.uniform(0.4, 0.7)
-        ys = np.arange(top, hz, dtype=np.float32)[:, None] - top                       # h x 1
-        xs = np.arange(max(x0, 0), min(x1, wc), dtype=np.float32)[None, :] - x0         # 1 x w
-        inside = (ys > 0.3 * ph) & (ys < hz - top - 0.8 * ph) & (xs > 0.3 * pw) & (xs < x1 - x0 - 0.3 * pw)
+        ys = np.arange(top, horizon, dtype=np.float32)[:, None] - top                   # h x 1
+        xs = np.arange(max(x0, 0), min(x1, canvas_width), dtype=np.float32)[None, :] - x0  # 1 x w
+        inside = (ys > 0.3 * ph) & (ys < horizon - top - 0.8 * ph) & (xs > 0.3 * pw) & (xs < x1 - x0 - 0.3 * pw)
         win = inside & ((ys % ph) < fill_y * ph) & ((xs % pw) < fill_x * pw)
         if not win.any():
             return
         lit = rng.random() < 0.3
         glass = rng.uniform([180, 160, 90], [250, 230, 150]) if lit else rng.uniform([30, 40, 50], [90, 100, 120])
-        colour[top:hz, max(x0, 0):min(x1, wc)][win] = glass.astype(np.float32)
+        colour[top:horizon, max(x0, 0):min(x1, canvas_width)][win] = glass.astype(np.float32)
 
-    def _vegetation(self, rng: np.random.Generator, slots: np.ndarray, colour: np.ndarray, wc: int, hz: int,
-                    mid: np.ndarray) -> None:
+    def _vegetation(self, rng: np.random.Generator, slots: np.ndarray, colour: np.ndarray, canvas_width: int,
+                    horizon: int, mid: np.ndarray) -> None:
         """Tree crowns (blurred discs + noise, thresholded: blobby outlines), trunks and hedges."""
         H, W, f = self.H, self.W, 4                      # crowns drawn at 1/f resolution, then blurred
-        if hz < 8:
+        if horizon < 8:
             return
-        low = np.zeros((hz // f + 1, wc // f + 1), np.float32)
+        low = np.zeros((horizon // f + 1, canvas_width // f + 1), np.float32)
         trunks = []
-        for _ in range(int(rng.integers(0, 3 + wc // (W // 3)))):
+        for _ in range(int(rng.integers(0, 3 + canvas_width // (W // 3)))):
             r = rng.uniform(0.04, 0.14) * H
-            cx, cy = rng.uniform(0, wc), hz - rng.uniform(0.3, 1.3) * r - rng.uniform(0.0, 0.1) * H
+            cx, cy = rng.uniform(0, canvas_width), horizon - rng.uniform(0.3, 1.3) * r - rng.uniform(0.0, 0.1) * H
             for _ in range(int(rng.integers(3, 6))):
                 ox, oy = rng.normal(0, 0.45 * r, 2)
                 cv2.circle(low, (int((cx + ox) / f), int((cy + oy) / f)), max(1, int(rng.uniform(0.5, 0.8) * r / f)),
                            1.0, -1)
             trunks.append((int(cx - 0.08 * r), int(cx + 0.08 * r) + 1, int(cy)))
         for _ in range(int(rng.integers(0, 3))):                          # hedges on the horizon
-            x0 = rng.uniform(0, wc)
-            cv2.rectangle(low, (int(x0 / f), int((hz - rng.uniform(0.02, 0.07) * H) / f)),
-                          (int((x0 + rng.uniform(0.1, 0.4) * W) / f), hz // f), 1.0, -1)
+            x0 = rng.uniform(0, canvas_width)
+            cv2.rectangle(low, (int(x0 / f), int((horizon - rng.uniform(0.02, 0.07) * H) / f)),
+                          (int((x0 + rng.uniform(0.1, 0.4) * W) / f), horizon // f), 1.0, -1)
         if not low.any():
             return
         low = cv2.GaussianBlur(low, (0, 0), 1.5)
-        soft = cv2.resize(low, (wc, hz), interpolation=cv2.INTER_LINEAR)     # hz x wc
-        veg = soft + 0.35 * mid[:hz] > 0.5
+        soft = cv2.resize(low, (canvas_width, horizon), interpolation=cv2.INTER_LINEAR)  # horizon x canvas_width
+        veg = soft + 0.35 * mid[:horizon] > 0.5
         for t0, t1, row in trunks:
-            veg[max(row, 0):hz, max(t0, 0):max(min(t1, wc), 0)] = True
+            veg[max(row, 0):horizon, max(t0, 0):max(min(t1, canvas_width), 0)] = True
         green = rng.uniform([50, 90, 30], [100, 150, 70]).astype(np.float32)
-        slots[:hz][veg] = _VEGETATION
-        colour[:hz][veg] = green * (0.75 + 0.25 * mid[:hz][veg])[:, None]
+        slots[:horizon][veg] = _VEGETATION
+        colour[:horizon][veg] = green * (0.75 + 0.25 * mid[:horizon][veg])[:, None]
 
     # ------------------------------------------------------------------------------------------
     # things
     # ------------------------------------------------------------------------------------------
-    def _spawn(self, rng: np.random.Generator, wc: int, hz: int, vx: float, wl: float, wr: float,
-               margin: float, video: bool) -> list[_Thing]:
+    def _spawn(self, rng: np.random.Generator, canvas_width: int, road: _Road, margin: float,
+               video: bool) -> list[_Thing]:
         """Cars on the road (some parked in touching rows), persons on the sidewalks (some in groups,
-        some crossing), bicycles (some in racks). ``video``: give them velocities."""
+        some crossing), bicycles (some in racks), on a canvas ``canvas_width`` wide; sidewalk objects may stand
+        up to ``margin`` beyond its sides. ``video``: give them velocities."""
         H, W = self.H, self.W
+        horizon, vanishing_x = road.horizon, road.vanishing_x
         things: list[_Thing] = []
         next_k = {"person": 0, "car": 0, "bicycle": 0}
-        area_scale = self.density * wc / W
+        area_scale = self.density * canvas_width / W
 
         def row() -> tuple[float, float]:
             s = math.exp(rng.uniform(math.log(0.06), math.log(1.05)))        # inverse depth
-            return s, hz + s * (H - hz)
+            return s, horizon + s * (H - horizon)
 
         def road_x(s: float) -> float:
-            return rng.uniform(vx - s * wl, vx + s * wr)
+            return rng.uniform(vanishing_x - s * road.left, vanishing_x + s * road.right)
 
         def side_x(s: float) -> float:
-            left, right = max(0.0, vx - s * wl), min(float(wc), vx + s * wr)
-            spans = [(-margin, left), (right, wc + margin)]
+            left, right = max(0.0, vanishing_x - s * road.left), min(float(canvas_width), vanishing_x + s * road.right)
+            spans = [(-margin, left), (right, canvas_width + margin)]
             lengths = np.array([max(b - a, 0.0) for a, b in spans])
             if lengths.sum() < 1.0:
-                return rng.uniform(-margin, wc + margin)
+                return rng.uniform(-margin, canvas_width + margin)
             a, b = spans[int(rng.choice(2, p=lengths / lengths.sum()))]
             return rng.uniform(a, b)
 
@@ -365,7 +377,7 @@ class SceneGenerator:
                         scale=rng.uniform(0.88, 1.12), phase=rng.uniform(0, 2 * math.pi))
             th.aspect = rng.uniform(2.2, 2.8) if kind == "car" else rng.uniform(0.85, 1.15)
             th.colours = self._palette(rng, kind)
-            s = (yb - hz) / (H - hz)
+            s = (yb - horizon) / (H - horizon)
             if video:
                 th.vx = th.facing * speed * (0.3 + 0.7 * s) * W / 512.0   # nearer: faster on screen
                 if kind == "person" and rng.random() < 0.3:
@@ -381,8 +393,8 @@ class SceneGenerator:
             s, yb = row()
             x, facing = road_x(s), int(rng.choice([-1, 1]))
             for _ in range(int(rng.integers(2, 5))):
-                th = add("car", x, yb + rng.uniform(-0.01, 0.01) * (H - hz) * s, 0.0, facing)
-                x += self._height(th, hz) * th.aspect * rng.uniform(0.85, 1.02)
+                th = add("car", x, yb + rng.uniform(-0.01, 0.01) * (H - horizon) * s, 0.0, facing)
+                x += self._height(th, horizon) * th.aspect * rng.uniform(0.85, 1.02)
         # persons: single ones on the sidewalks (some crossing the road), plus a group side by side
         for _ in range(int(rng.poisson(4.0 * area_scale))):
             s, yb = row()
@@ -391,8 +403,8 @@ class SceneGenerator:
             s, yb = row()
             x, facing, speed = side_x(s), int(rng.choice([-1, 1])), rng.uniform(0.5, 2.5)
             for _ in range(int(rng.integers(2, 5))):
-                th = add("person", x, yb + rng.uniform(-0.02, 0.02) * (H - hz) * s, speed, facing)
-                x += self._height(th, hz) * 0.28 * rng.uniform(0.7, 1.2)
+                th = add("person", x, yb + rng.uniform(-0.02, 0.02) * (H - horizon) * s, speed, facing)
+                x += self._height(th, horizon) * 0.28 * rng.uniform(0.7, 1.2)
         # bicycles: singles (ridden in video) plus racks of overlapping parked bikes
         for _ in range(1 + int(rng.poisson(1.0 * area_scale))):
             s, yb = row()
@@ -402,7 +414,7 @@ class SceneGenerator:
             x = side_x(s)
             for _ in range(int(rng.integers(2, 5))):
                 th = add("bicycle", x, yb, 0.0, 1)
-                x += self._height(th, hz) * rng.uniform(0.6, 1.0)
+                x += self._height(th, horizon) * rng.uniform(0.6, 1.0)
         return things
 
     def _palette(self, rng: np.random.Generator, kind: str) -> np.ndarray:
@@ -419,9 +431,9 @@ class SceneGenerator:
             c[_CLOTH2] = rng.uniform([20, 20, 30], [120, 110, 140]) if rng.random() < 0.8 else rng.uniform(20, 230, 3)
         return c
 
-    def _height(self, th: _Thing, hz: int) -> float:
+    def _height(self, th: _Thing, horizon: int) -> float:
         """Pixel height (canvas units) of ``th`` standing at row ``th.yb``: ∝ inverse depth."""
-        s = (th.yb - hz) / (self.H - hz)
+        s = (th.yb - horizon) / (self.H - horizon)
         return _HEIGHT[th.kind] * self.H * s * th.scale
 
     # ------------------------------------------------------------------------------------------
@@ -433,7 +445,7 @@ class SceneGenerator:
                          rng.uniform(0.0, 0.5), rng.uniform(0.2, 1.0) * self.noise_sigma], np.float32)
 
     def _render(self, rng: np.random.Generator, colour: np.ndarray, slots: np.ndarray, things: list[_Thing],
-                hz: int, camera: tuple[float, float, float], light: np.ndarray, index: int) -> Frame:
+                horizon: int, camera: tuple[float, float, float], light: np.ndarray, index: int) -> Frame:
         H, W = self.H, self.W
         cx, cy, zoom = camera
         if zoom == 1.0 and cx == W / 2 and colour.shape[1] == W:
@@ -452,7 +464,7 @@ class SceneGenerator:
         _, mid, fine = self._noise_pools()
         for j in order:
             th = things[j]
-            h = self._height(th, hz) * zoom
+            h = self._height(th, horizon) * zoom
             u, v = (th.x - cx) * zoom + W / 2, (th.yb - cy) * zoom + H / 2
             if h < 2 or u + 2 * h * th.aspect < 0 or u - 2 * h * th.aspect > W or v - h > H:
                 continue

@@ -71,7 +71,7 @@ class ResizeMaxSide:
             raise ValueError(f"max_side must be >= 1, got {max_side}")
         self.max_side = int(max_side)
 
-    def __call__(self, sample: Sample, generator: torch.Generator | None = None) -> Sample:
+    def __call__(self, sample: Sample, generator: torch.Generator | None = None) -> Sample:  # noqa: ARG002 - transform signature
         H, W = _check(sample)
         f = self.max_side / max(H, W)
         return sample if f >= 1 else resize_sample(sample, (max(1, round(H * f)), max(1, round(W * f))))

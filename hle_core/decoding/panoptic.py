@@ -13,6 +13,10 @@
 The full mode decides steps 1, 4 and 5 on cells of ``coarse_factor`` × ``coarse_factor`` pixels and re-decides
 every pixel of a cell that borders another segment at full resolution (:mod:`.refine`): its cost per pixel is
 bounded whatever the number of seeds; ``coarse_factor=1`` decides every pixel on its own (the exact decoder).
+Maps of at most ``exact_max_pixels`` pixels whose kept seeds number at most :data:`EXACT_MAX_SEEDS` are decoded
+exactly even then: there the exact decision costs no more per pixel than the bounded one (K·D + S·(D+4) ≤ 640
+multiply-adds for K = D = 8, S ≤ 48) and saves the bounded path's fixed cost of cells, borders and bookkeeping,
+which dominates on small maps (docs/RESULTS.md, "Real time on CPU").
 
 The device comes from the inputs; the same code runs on CPU and CUDA with a handful of host syncs per image
 (candidate count, merge convergence, kept seeds, thing pixels, kept segments), none per seed or per pixel.
@@ -26,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from hle_core.config import LABEL_DIVISOR, VOID_ID, ClassTable, ConfigError, DecoderConfig
-from hle_core.kernels import class_logits, pixel_coordinates
+from hle_core.kernels import class_logits, embedding_halves, pixel_coordinates
 
 from .fast import downsample_outputs, upsample_labels, window_pixel_counts
 from .instances import instance_masks
@@ -36,7 +40,16 @@ from .seeds import find_seeds, merge_seeds
 from .segments import filter_small_segments, number_instances, segment_statistics
 from .semantic import assign_semantics, stuff_pixels
 
-__all__ = ["DecoderInputError", "SegmentLabels", "label_segments", "decode_panoptic", "decode_batch", "variant_inputs"]
+__all__ = ["DecoderInputError", "SegmentLabels", "label_segments", "decode_panoptic", "decode_batch", "decoder_inputs",
+           "EXACT_MAX_PIXELS", "EXACT_MAX_SEEDS"]
+
+#: Default ``exact_max_pixels`` of :func:`decode_panoptic`: maps up to this size (e.g. 256 × 512, or a 768 × 576
+#: camera letterboxed into 256 × 512) take the exact path when few seeds are kept; bigger maps the bounded one.
+EXACT_MAX_PIXELS = 1 << 18
+#: The exact path is taken only while at most this many seeds are kept: its K·D + S·(D+4) multiply-adds per pixel
+#: stay within the bounded path's worst case (K·D + 256·(D+4))/16 + K·D + 32·(D+4) (:mod:`.refine`, f = 4,
+#: ``max_seeds`` 256) for every K and D: 640 against 644 for K = D = 8.
+EXACT_MAX_SEEDS = 48
 
 #: Keys of the network output dict (docs/ARCHITECTURE.md) that the decoder reads.
 _MAP_KEYS = ("embedding", "sigma", "sigma_spatial", "seed")
@@ -70,7 +83,8 @@ class SegmentLabels:
 def label_segments(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spatial: torch.Tensor, seed: torch.Tensor,
                    class_means: torch.Tensor, class_sigma: torch.Tensor, is_thing_class: torch.Tensor,
                    cfg: DecoderConfig, coord_scale: float, input_stride: float = 1.0,
-                   semantic_logits: torch.Tensor | None = None) -> SegmentLabels:
+                   semantic_logits: torch.Tensor | None = None,
+                   max_kept_seeds: int | None = None) -> SegmentLabels | None:
     """§3.5 steps 1-5 on one image at the resolution of its maps (no area filter, no final ids).
 
     Args:
@@ -78,6 +92,8 @@ def label_segments(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spatial: 
         class_means: ``(K, D)``; class_sigma: ``(K,)``; is_thing_class: ``(K,)`` bool.
         coord_scale, input_stride: ρ of a cell = its centre in input pixels / coord_scale (eq. 8 units).
         semantic_logits: optional ``(K, h, w)`` separate-branch logits (Table 6 variant).
+        max_kept_seeds: when more seeds than this survive merging, stop before the masks (step 4) and return
+            None (the caller decodes the image on the bounded path instead); None: no limit.
     """
     d, h, w = embedding.shape
     n, k = h * w, class_means.shape[0]
@@ -93,6 +109,8 @@ def label_segments(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spatial: 
     keep = merge_seeds(e[:, index].T, rho[:, index].T, sig[index], sig_sp[index], cfg.merge_threshold)
     index, score = index[keep], score[keep]                                              # S, S
     s = index.numel()
+    if max_kept_seeds is not None and s > max_kept_seeds:
+        return None
 
     # step 4: instance masks over thing pixels
     segment = torch.zeros(n, dtype=torch.long, device=e.device)                          # N, 0 = void
@@ -125,7 +143,8 @@ def decode_panoptic(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spatial:
                     class_means: torch.Tensor, class_sigma: torch.Tensor, classes: ClassTable, cfg: DecoderConfig,
                     coord_scale: float, input_stride: float = 1.0, *,
                     semantic_logits: torch.Tensor | None = None,
-                    coarse_factor: int = COARSE_FACTOR) -> PanopticResult:
+                    coarse_factor: int = COARSE_FACTOR,
+                    exact_max_pixels: int = EXACT_MAX_PIXELS) -> PanopticResult:
     """Panoptic segmentation of ONE image from its hierarchical embeddings (§3.5).
 
     With ``cfg.fast_downsample`` = f > 1 the maps are average-pooled by f (embedding renormalised), decoded
@@ -145,6 +164,8 @@ def decode_panoptic(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spatial:
         coarse_factor: full mode only: cells of this many pixels a side decide ψ and Φ, border cells are
             re-decided per pixel (:mod:`.refine`, bounded cost); 1 decides every pixel on its own (exact §3.5).
             Maps smaller than two cells a side are decoded exactly.
+        exact_max_pixels: full mode only: maps of at most this many pixels are decoded exactly while at most
+            :data:`EXACT_MAX_SEEDS` seeds are kept (same per-pixel bound, less fixed cost); 0 = always bounded.
     Returns:
         :class:`PanopticResult` at ``(H, W)`` on the device of ``embedding``.
     Raises:
@@ -163,6 +184,11 @@ def decode_panoptic(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spatial:
     if not isinstance(coarse_factor, int) or coarse_factor < 1:
         raise ConfigError(f"coarse_factor must be an int >= 1, got {coarse_factor!r}")
     cf = coarse_factor if f == 1 and h >= 2 * coarse_factor and w >= 2 * coarse_factor else 1
+    labels = None
+    if cf > 1 and h * w <= exact_max_pixels:                              # small map: exact while few seeds
+        labels = label_segments(embedding, sigma, sigma_spatial, seed, class_means, class_sigma, is_thing_class,
+                                cfg, coord_scale, input_stride, semantic_logits, max_kept_seeds=EXACT_MAX_SEEDS)
+        cf = 1 if labels is not None else cf
 
     if cf > 1:                                                             # full mode, coarse + refined borders
         labels = label_segments_refined(embedding, sigma, sigma_spatial, seed, class_means, class_sigma,
@@ -178,8 +204,9 @@ def decode_panoptic(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spatial:
                                                       pixel_count=window_pixel_counts((h, w), f, dev), factor=f,
                                                       size=(h, w))
     else:
-        labels = label_segments(embedding, sigma, sigma_spatial, seed, class_means, class_sigma, is_thing_class,
-                                cfg, coord_scale, input_stride, semantic_logits)
+        if labels is None:
+            labels = label_segments(embedding, sigma, sigma_spatial, seed, class_means, class_sigma,
+                                    is_thing_class, cfg, coord_scale, input_stride, semantic_logits)
         areas, boxes, embeddings = segment_statistics(labels.segment_map, embedding, labels.category.numel())
 
     # step 6: minimum areas (at output resolution), then Cityscapes ids
@@ -212,12 +239,12 @@ def decode_panoptic(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spatial:
     )
 
 
-def variant_inputs(outputs: Mapping[str, torch.Tensor], decode_params: Mapping[str, torch.Tensor],
+def decoder_inputs(outputs: Mapping[str, torch.Tensor], decode_params: Mapping[str, torch.Tensor],
                    split_embedding: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Map a Table-6 variant's outputs onto the decoder's inputs (embedding for Φ, logits for ψ).
 
     With ``split_embedding`` the first D/2 channels carry the semantics and the last D/2 the instances
-    (as the loss reads them, :func:`hle_core.losses.hierarchical.split_embedding`): ψ's logits (eq. 9) are
+    (as the loss reads them, :func:`hle_core.kernels.embedding_halves`): ψ's logits (eq. 9) are
     computed from the first half and the class means, and Φ (eq. 8) sees the renormalised second half.
     Any other variant passes through unchanged. Works on ``(B, D, H, W)`` and ``(D, H, W)`` maps.
     """
@@ -227,8 +254,7 @@ def variant_inputs(outputs: Mapping[str, torch.Tensor], decode_params: Mapping[s
     batched = e.dim() == 4
     e4 = e if batched else e.unsqueeze(0)
     half = e4.shape[1] // 2
-    e_sem = F.normalize(e4[:, :half], dim=1, eps=1e-8)
-    e_ins = F.normalize(e4[:, half:], dim=1, eps=1e-8)
+    e_sem, e_ins = embedding_halves(e4)
     means = F.normalize(decode_params["class_means"][:, :half], dim=1, eps=1e-8)
     logits = class_logits(e_sem, means, decode_params["class_sigma"])                  # B x K x H x W
     out = dict(outputs)
@@ -244,7 +270,8 @@ def variant_inputs(outputs: Mapping[str, torch.Tensor], decode_params: Mapping[s
 def decode_batch(outputs: Mapping[str, torch.Tensor], decode_params: Mapping[str, torch.Tensor],
                  classes: ClassTable, cfg: DecoderConfig, coord_scale: float,
                  input_stride: float = 1.0, *, split_embedding: bool = False,
-                 coarse_factor: int = COARSE_FACTOR) -> list[PanopticResult]:
+                 coarse_factor: int = COARSE_FACTOR,
+                 exact_max_pixels: int = EXACT_MAX_PIXELS) -> list[PanopticResult]:
     """:func:`decode_panoptic` for every image of a network output batch.
 
     Args:
@@ -255,7 +282,7 @@ def decode_batch(outputs: Mapping[str, torch.Tensor], decode_params: Mapping[str
     Returns:
         one :class:`PanopticResult` per image.
     """
-    outputs, decode_params = variant_inputs(outputs, decode_params, split_embedding)
+    outputs, decode_params = decoder_inputs(outputs, decode_params, split_embedding)
     missing = [key for key in _MAP_KEYS if key not in outputs]
     missing += [key for key in ("class_means", "class_sigma") if key not in decode_params]
     if missing:
@@ -271,7 +298,7 @@ def decode_batch(outputs: Mapping[str, torch.Tensor], decode_params: Mapping[str
         decode_panoptic(batch["embedding"][b], batch["sigma"][b], batch["sigma_spatial"][b], batch["seed"][b],
                         decode_params["class_means"], decode_params["class_sigma"], classes, cfg, coord_scale,
                         input_stride, semantic_logits=None if logits is None else logits[b],
-                        coarse_factor=coarse_factor)
+                        coarse_factor=coarse_factor, exact_max_pixels=exact_max_pixels)
         for b in range(batch["embedding"].shape[0])
     ]
 

@@ -180,7 +180,8 @@ def label_segments_refined(embedding: torch.Tensor, sigma: torch.Tensor, sigma_s
     nc = hc * wc
     e_unit = unit_rows(e_mean).reshape(d, nc)
     logits_flat = None if semantic_logits is None else semantic_logits.reshape(k, n)
-    logits_c = None if semantic_logits is None else F.avg_pool2d(semantic_logits, f, f, ceil_mode=partial).reshape(k, nc)
+    logits_c = (None if semantic_logits is None
+                else F.avg_pool2d(semantic_logits, f, f, ceil_mode=partial).reshape(k, nc))
     sem_c, psi_c = assign_semantics(e_unit, class_means, class_sigma, logits_c)                 # eq. 9, cells
     thing_c = is_thing_class[sem_c]                                                              # nc
 

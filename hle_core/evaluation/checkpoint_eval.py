@@ -1,11 +1,13 @@
 """Evaluate a checkpoint on a panoptic data set on disk in one go (paper §4.2): predict (optionally with flip
-test-time augmentation), write the predictions as COCO panoptic files, score them with :func:`.pq.pq_compute`.
+test-time augmentation), write the predictions as COCO panoptic files, score them with :func:`.pq_files.pq_compute`.
 
 The ground truth scored against is the data set's own COCO panoptic files when it has them (COCO layout;
 ``cityscapesPanopticParser`` output for Cityscapes) and they cover the checkpoint's classes, exactly as
 panopticapi would be run on a release; otherwise (Cityscapes ``gtFine`` instanceIds only, or other
 categories) the ground truth the data set reader produces is written beside the predictions first.
 
+Prediction is the pipeline's two stages (:meth:`hle_core.pipeline.Pipeline.infer` then
+:meth:`~hle_core.pipeline.Pipeline.finish`, decoding where the network ran), as in the node and ``hle bag-eval``.
 Used by ``hle evaluate --checkpoint C --data DIR``; ``hle tune-decoder`` shares :func:`load_eval_inputs`.
 """
 from __future__ import annotations
@@ -17,13 +19,13 @@ from typing import Any, Mapping
 
 import torch
 
-from ..config import ConfigError, HLEConfig
+from ..config import ConfigError, HLEConfig, resolve_device
 from .coco_export import CocoPanopticFiles, GroundTruthFiles, dataset_ground_truth, subset_ground_truth
-from .pq import PQStats, pq_compute
-from .predict import decode_outputs, infer_outputs
+from .pq import PQStats
+from .pq_files import pq_compute
+from .predict import evaluation_pipeline
 
-__all__ = ["CheckpointEvaluation", "resolve_device", "decoder_section", "load_eval_inputs", "sample_names",
-           "evaluate_checkpoint"]
+__all__ = ["CheckpointEvaluation", "decoder_section", "load_eval_inputs", "sample_names", "evaluate_checkpoint"]
 
 
 @dataclass
@@ -39,23 +41,10 @@ class CheckpointEvaluation:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else as torch spells it (``cpu``, ``cuda:1``)."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: CUDA is not available on this machine")
-    return dev
-
-
 def decoder_section(path: str | Path) -> dict[str, Any]:
     """The ``hle: decoder:`` (or top-level ``decoder:``) mapping of a YAML file, e.g. ``hle tune-decoder``'s
     output; apply it with ``cfg.override({"decoder": section})``."""
-    from ..config import read_yaml  # noqa: PLC0415
+    from ..config import read_yaml
 
     path = Path(path)
     if not path.is_file():
@@ -77,7 +66,7 @@ def load_eval_inputs(checkpoint: str | Path, device: torch.device, decoder_yaml:
         CheckpointError: missing, corrupt or incompatible checkpoint (the message names the file).
         ConfigError: a bad decoder override.
     """
-    from ..model import load_model  # noqa: PLC0415 - torchvision only when a network is needed
+    from ..model import load_model
 
     model = load_model(checkpoint, map_location=device)
     cfg = model.cfg.copy()
@@ -105,14 +94,15 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, out_dir: str |
     ``<out_dir>/predictions.json`` + ``predictions/`` (COCO panoptic) and score them with ``pq_compute``.
 
     Args:
-        flip: flip test-time augmentation (:func:`.predict.flip_average`).
+        flip: flip test-time augmentation (``Pipeline(flip=True)``, :func:`hle_core.pipeline.flip_average`).
+        device: :data:`hle_core.config.DEVICE_SYNTAX` (:func:`hle_core.config.resolve_device`).
         decoder_yaml: YAML whose ``hle: decoder:`` section overrides the checkpoint's thresholds.
         limit: evaluate only the first ``limit`` images (the ground truth is restricted to them).
         workers: processes of the scoring (``pq_compute``; None: all cores).
     Raises:
         CheckpointError, FileNotFoundError (missing data set files), PanopticFormatError, ConfigError.
     """
-    from ..data import PanopticDataset  # noqa: PLC0415
+    from ..data import PanopticDataset
 
     t_start = time.perf_counter()
     data, out_dir = Path(data), Path(out_dir)
@@ -137,16 +127,22 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, out_dir: str |
         gt = subset_ground_truth(gt, [i for i, _ in names], out_dir / "ground_truth.json")
     pred_writer = CocoPanopticFiles(out_dir / "predictions.json", cfg.classes)
 
-    params = {k: v.to(dev) for k, v in model.decode_params().items()}
+    pipe = evaluation_pipeline(model, cfg, flip=flip, device=dev)
     t_predict = time.perf_counter()
-    for cached in infer_outputs(model, cfg, dataset, flip=flip, device=dev, progress=progress):
-        image_id, file_name = names[cached.index]
-        cached.maps = {k: v.to(dev) for k, v in cached.maps.items()}     # decode where the network ran
-        result = decode_outputs(cached, params, cfg).to("cpu")
+    items = range(len(dataset))
+    if progress:
+        from tqdm import tqdm
+
+        items = tqdm(items, desc="predict", unit="img", dynamic_ncols=True)
+    for i in items:
+        sample = dataset[i]
+        image_id, file_name = names[i]
+        (frame,), _ = pipe.infer([sample["image"]])
+        result = pipe.finish(frame)                                        # decoded where the network ran
         scores = dict(zip(result.ids.tolist(), result.scores.tolist()))
-        pred_writer.add(image_id, file_name, result.panoptic.numpy(), scores)
+        pred_writer.add(image_id, file_name, result.panoptic, scores)
         if gt_writer is not None:
-            gt_writer.add(image_id, file_name, cached.gt_panoptic)
+            gt_writer.add(image_id, file_name, sample["panoptic"].numpy())
     pred_json = pred_writer.close()
     if gt_writer is not None:
         gt = GroundTruthFiles(gt_writer.close(), gt_writer.png_dir, tuple(i for i, _ in names))

@@ -6,12 +6,12 @@ folder of RGB PNGs holding ids R + 256·G + 256²·B. In-memory maps follow the 
 1000 + k), so the PNG of a prediction reads back as the same map.
 
 * :class:`CocoPanopticFiles` writes predictions (``iscrowd`` always 0) or ground truth (a thing id below 1000
-  is a crowd region, as in the readers of :mod:`hle_core.data.formats`).
+  is a crowd region, as in the readers of :mod:`hle_core.data.coco_panoptic`).
 * :func:`dataset_ground_truth` finds the COCO panoptic ground truth a data set on disk already has (COCO
   layout, or ``cityscapesPanopticParser`` output for Cityscapes), so predictions are scored against the
   original files when possible.
 
-Only NumPy and OpenCV are imported here.
+Ids, PNGs and JSON go through :mod:`hle_core.panoptic_io`.
 """
 from __future__ import annotations
 
@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import cv2
 import numpy as np
 
 from ..config import ClassTable
-from ..data.formats import cityscapes_panoptic_paths, coco_paths, id_to_rgb, segments_from_panoptic
+from ..data.cityscapes import cityscapes_panoptic_paths
+from ..data.coco_panoptic import coco_paths
+from ..data.sample import segments_from_panoptic
+from ..panoptic_io import load_panoptic_json, write_panoptic_json, write_panoptic_png
 
 __all__ = ["CocoPanopticFiles", "GroundTruthFiles", "dataset_ground_truth", "subset_ground_truth"]
 
@@ -76,11 +78,7 @@ class CocoPanopticFiles:
                 if scores is not None and s.id in scores:
                     info["score"] = float(scores[s.id])
             segments_info.append(info)
-        path = self.png_dir / file_name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        bgr = np.ascontiguousarray(id_to_rgb(pan)[..., ::-1])              # H x W x 3, OpenCV channel order
-        if not cv2.imwrite(str(path), bgr):
-            raise OSError(f"could not write {path}")
+        write_panoptic_png(self.png_dir / file_name, pan)
         ann = {"image_id": image_id, "file_name": file_name, "segments_info": segments_info}
         self.annotations.append(ann)
         self.images.append({"id": image_id, "file_name": file_name, "height": int(pan.shape[0]),
@@ -91,20 +89,11 @@ class CocoPanopticFiles:
         """Write the JSON (``images``, ``annotations``, ``categories``); returns its path."""
         cats = [{"id": c.id, "name": c.name, "isthing": int(c.isthing), "color": list(c.color)}
                 for c in self.classes.classes]
-        self.json_path.parent.mkdir(parents=True, exist_ok=True)
-        self.json_path.write_text(json.dumps({"images": self.images, "annotations": self.annotations,
-                                              "categories": cats}))
-        return self.json_path
+        return write_panoptic_json(self.json_path, self.images, self.annotations, cats)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"ground-truth JSON {path} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict) or "annotations" not in data or "categories" not in data:
-        raise ValueError(f"ground-truth JSON {path} lacks 'annotations' / 'categories' (COCO panoptic expected)")
-    return data
+    return load_panoptic_json(path, "ground-truth", require=("annotations", "categories"))
 
 
 def dataset_ground_truth(root: str | Path, format: str, split: str,

@@ -28,21 +28,21 @@ Beyond panopticapi:
 Conventions: COCO files use ids R + 256G + 256²B with ``segments_info``; in-memory maps follow the Cityscapes
 convention of ``docs/ARCHITECTURE.md`` (void 0, stuff = category id, thing = category id × label_divisor + k,
 a thing-category pixel < label_divisor in the ground truth is crowd). No Python loop runs over pixels.
+
+This module is the pure, per-image part (categories, segment tables, joint histogram, matching, statistics, and
+the in-memory API); COCO panoptic files are evaluated by :mod:`.pq_files` (``pq_compute``, over a thread pool),
+tables printed by :mod:`.pq_tables`.
 """
 from __future__ import annotations
 
-import json
-import os
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from ..config import LABEL_DIVISOR, VOID_ID
-from .errors import (MissingPredictionError, PanopticFileNotFoundError, PanopticFormatError, SegmentMismatchError,
-                     UnknownCategoryError)
+from ..panoptic_io import MAX_SEGMENT_ID, PanopticFormatError, UnknownCategoryError
 
 __all__ = [
     "IOU_THRESHOLD",
@@ -54,18 +54,12 @@ __all__ = [
     "segments_from_map",
     "accumulate_maps",
     "pq_from_maps",
-    "evaluate_coco_pair",
-    "pq_compute",
-    "format_pq_table",
-    "format_extra_table",
 ]
 
 #: A ground-truth and a predicted segment match when their IoU is strictly above this (unique matching).
 IOU_THRESHOLD = 0.5
 #: An unmatched prediction is not a false positive when more than this fraction of it is void + crowd.
 VOID_FRACTION = 0.5
-#: COCO panoptic ids are 24-bit (R + 256G + 256²B); the id -> row lookup table has this many entries.
-MAX_SEGMENT_ID = 1 << 24
 #: OpenCV's calcHist counts in float32: exact below 2^24 pixels per bin, so only for images that small.
 _CALCHIST_MAX_PIXELS = 1 << 24
 #: Lookup-table rows: 0 = id unknown to the segment list, 1 = void, 2.. = segments (so uint8 fits 254 segments).
@@ -243,7 +237,8 @@ def _masked_mean(values: np.ndarray, mask: np.ndarray, key: str) -> dict[str, An
 # joint histogram
 class _Scratch(threading.local):
     """Per-thread reusable arrays: id -> histogram-row tables over all 2^24 COCO ids (zero pages until written,
-    reset after use) and image-sized buffers (fresh multi-MB arrays per image cost page faults)."""
+    reset after use; ``MAX_SEGMENT_ID`` entries) and image-sized buffers (fresh multi-MB arrays per image cost
+    page faults)."""
 
     def __init__(self) -> None:
         self.arrays: dict[tuple, np.ndarray] = {}
@@ -260,12 +255,6 @@ class _Scratch(threading.local):
         if buf is None or buf.shape != shape:
             buf = self.arrays[key] = np.empty(shape, dtype)
         return buf
-
-    def last(self, role: str) -> np.ndarray | None:
-        return self.arrays.get(("last", role))
-
-    def keep(self, role: str, array: np.ndarray) -> None:
-        self.arrays[("last", role)] = array
 
 
 _SCRATCH = _Scratch()
@@ -322,7 +311,7 @@ def _joint_histogram(gt_ids: np.ndarray, pred_ids: np.ndarray, gt_segment_ids: n
     p_rows = _rows(pred_ids, pred_segment_ids, "pred", dtype)             # H x W
     shape = (g_n + _FIRST, p_n + _FIRST)
     if small and g_rows.size < _CALCHIST_MAX_PIXELS:
-        import cv2  # noqa: PLC0415 - only the 8-bit path needs it; ~5x faster than bincount here
+        import cv2
         hist = cv2.calcHist([np.ascontiguousarray(g_rows), np.ascontiguousarray(p_rows)], [0, 1], None,
                             list(shape), [0, shape[0], 0, shape[1]]).astype(np.int64)
     else:
@@ -469,203 +458,3 @@ def pq_from_maps(gt_maps: Iterable[Any], pred_maps: Iterable[Any], categories: C
     for gt, pred in zip(gts, preds):
         accumulate_maps(stats, gt, pred, label_divisor=label_divisor)
     return stats
-
-
-# ----------------------------------------------------------------------------------------------------
-# COCO panoptic files
-def _segment_table(ann: Mapping[str, Any], categories: Categories, cat_index: Mapping[int, int], what: str,
-                   use_json_area: bool) -> SegmentTable:
-    """Segments of one COCO annotation, validated (ids distinct, > 0, < 2^24; known categories)."""
-    try:
-        infos = ann["segments_info"]
-        ids = np.array([int(s["id"]) for s in infos], np.int64)
-        cat_ids = [int(s["category_id"]) for s in infos]
-        crowd = np.array([int(s.get("iscrowd", 0)) == 1 for s in infos], bool)
-        area = np.array([int(s["area"]) for s in infos], np.int64) if use_json_area and all(
-            "area" in s for s in infos) else None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PanopticFormatError(f"{what}: malformed segments_info (need 'id' and 'category_id'): {exc!r}") from exc
-    if len(np.unique(ids)) != len(ids):
-        raise PanopticFormatError(f"{what}: duplicate segment ids in segments_info: {sorted(ids.tolist())}")
-    if len(ids) and (ids.min() <= VOID_ID or ids.max() >= MAX_SEGMENT_ID):
-        raise PanopticFormatError(f"{what}: segment ids must lie in [1, 2^24), got {ids.tolist()}")
-    cat = np.empty(len(ids), np.int64)
-    for s, cid in enumerate(cat_ids):
-        if cid not in cat_index:
-            raise UnknownCategoryError(f"{what}: segment with ID {int(ids[s])} has unknown category_id {cid} "
-                                       f"(categories of the ground-truth JSON: {list(categories.ids)})")
-        cat[s] = cat_index[cid]
-    return SegmentTable(ids, cat, crowd, area)
-
-
-def evaluate_coco_pair(gt_ann: Mapping[str, Any], pred_ann: Mapping[str, Any], gt_folder: str | Path,
-                       pred_folder: str | Path, categories: Categories, stats: PQStats | None = None) -> PQStats:
-    """Add one COCO panoptic ground-truth / prediction annotation pair (PNGs under the folders) to ``stats``.
-
-    Ground-truth areas come from the JSON ``area`` when every segment has one (as panopticapi does); predicted
-    areas are counted in the PNG.
-
-    Raises:
-        PanopticFileNotFoundError: a PNG is missing.
-        SegmentMismatchError: a PNG holds an id its ``segments_info`` lacks, or the other way round.
-        UnknownCategoryError: a segment's ``category_id`` is not among ``categories``.
-        PanopticFormatError: undecodable PNG, GT and prediction PNG sizes differ, malformed ``segments_info``.
-    """
-    from .png_io import read_panoptic_png  # noqa: PLC0415 - keeps OpenCV out of the in-memory API
-
-    image_id = gt_ann.get("image_id")
-    cat_index = categories.index
-    paths = {}
-    tables = {}
-    for role, ann, folder in (("ground truth", gt_ann, gt_folder), ("prediction", pred_ann, pred_folder)):
-        if "file_name" not in ann:
-            raise PanopticFormatError(f"{role} annotation of image {image_id!r} has no 'file_name'")
-        paths[role] = Path(folder) / ann["file_name"]
-        tables[role] = _segment_table(ann, categories, cat_index,
-                                      f"{role} of the image with ID {image_id!r} ({paths[role]})",
-                                      use_json_area=role == "ground truth")
-    ids = {}
-    for role in ("ground truth", "prediction"):    # decoded into this thread's reusable RGBA buffers
-        ids[role] = read_panoptic_png(paths[role], out=_SCRATCH.last(role))
-        _SCRATCH.keep(role, ids[role].base if ids[role].base is not None else ids[role])
-    gt_ids, pred_ids = ids["ground truth"], ids["prediction"]
-    if gt_ids.shape != pred_ids.shape:
-        raise PanopticFormatError(f"image {image_id!r}: ground truth {paths['ground truth']} is "
-                                  f"{gt_ids.shape[1]}x{gt_ids.shape[0]} but prediction {paths['prediction']} is "
-                                  f"{pred_ids.shape[1]}x{pred_ids.shape[0]} (WxH)")
-    gt, pred = tables["ground truth"], tables["prediction"]
-    inter, gt_unknown, pred_unknown = _joint_histogram(gt_ids, pred_ids, gt.ids, pred.ids)
-    for role, unknown, absent in (("prediction", pred_unknown, pred.ids[inter[:, 1:].sum(0) == 0]),
-                                  ("ground truth", gt_unknown, gt.ids[inter[1:, :].sum(1) == 0])):
-        if len(unknown):
-            raise SegmentMismatchError(
-                f"In the image with ID {image_id!r} segment(s) with ID {unknown.tolist()} are presented in the "
-                f"{role} PNG {paths[role]} and not presented in its JSON segments_info.")
-        if len(absent):
-            raise SegmentMismatchError(
-                f"In the image with ID {image_id!r} the following segment IDs {absent.tolist()} are presented in "
-                f"the {role} JSON segments_info and not presented in the PNG {paths[role]}.")
-    return image_stats(inter, gt, pred, categories, stats)
-
-
-def _evaluate_chunk(args: tuple) -> PQStats:
-    pairs, gt_folder, pred_folder, categories = args
-    stats = PQStats(categories)
-    for gt_ann, pred_ann in pairs:
-        evaluate_coco_pair(gt_ann, pred_ann, gt_folder, pred_folder, categories, stats)
-    return stats
-
-
-def _available_cpus() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:  # pragma: no cover - macOS / Windows
-        return os.cpu_count() or 1
-
-
-def _load_json(path: str | Path, what: str) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise PanopticFileNotFoundError(f"{what} JSON not found: {path}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PanopticFormatError(f"{what} JSON {path} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict) or "annotations" not in data:
-        raise PanopticFormatError(f"{what} JSON {path} has no 'annotations' list (COCO panoptic format expected)")
-    return data
-
-
-def pq_compute(gt_json_file: str | Path, pred_json_file: str | Path, gt_folder: str | Path | None = None,
-               pred_folder: str | Path | None = None, *, workers: int | None = None,
-               return_stats: bool = False) -> dict[str, Any] | tuple[dict[str, Any], PQStats]:
-    """panopticapi's ``pq_compute`` on COCO panoptic files: same arguments, same result keys (plus extras).
-
-    Folders default to the JSON path without ``.json``. Predictions are matched to ground-truth annotations by
-    ``image_id`` (int or str, compared as given; a later duplicate wins, as in panopticapi); predictions of
-    images not in the ground truth are ignored.
-
-    Args:
-        workers: processes over images (None: the CPU cores available; 1: in this process). Workers are forked
-            (spawned when torch is loaded); each sums its images, the parent adds the sums in a fixed order.
-        return_stats: also return the accumulated :class:`PQStats`.
-    Raises:
-        MissingPredictionError: a ground-truth image has no prediction. See :func:`evaluate_coco_pair` for more.
-    """
-    gt_json = _load_json(gt_json_file, "ground-truth")
-    pred_json = _load_json(pred_json_file, "prediction")
-    gt_folder = Path(str(gt_json_file).replace(".json", "") if gt_folder is None else gt_folder)
-    pred_folder = Path(str(pred_json_file).replace(".json", "") if pred_folder is None else pred_folder)
-    for what, folder in (("ground-truth", gt_folder), ("prediction", pred_folder)):
-        if not folder.is_dir():
-            raise PanopticFileNotFoundError(f"folder with {what} segmentations does not exist: {folder}")
-    if "categories" not in gt_json:
-        raise PanopticFormatError(f"ground-truth JSON {gt_json_file} has no 'categories' list")
-    categories = Categories.from_coco(gt_json["categories"])
-
-    pred_by_image = {ann.get("image_id"): ann for ann in pred_json["annotations"]}
-    pairs = []
-    for gt_ann in gt_json["annotations"]:
-        image_id = gt_ann.get("image_id")
-        if image_id not in pred_by_image:
-            raise MissingPredictionError(f"no prediction for the image with id: {image_id!r} (in "
-                                         f"{pred_json_file}; ids are compared as given, {type(image_id).__name__})")
-        pairs.append((gt_ann, pred_by_image[image_id]))
-
-    workers = _available_cpus() if workers is None else int(workers)
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    workers = min(workers, max(len(pairs), 1))
-    chunks = [(pairs[i::workers], gt_folder, pred_folder, categories) for i in range(workers)]
-    if workers == 1:
-        parts = [_evaluate_chunk(chunks[0])]
-    else:
-        import multiprocessing  # noqa: PLC0415
-        import sys  # noqa: PLC0415
-
-        # fork starts in milliseconds; but not once torch is loaded (its thread pools make fork unsafe)
-        fork_ok = "fork" in multiprocessing.get_all_start_methods() and "torch" not in sys.modules
-        ctx = multiprocessing.get_context("fork" if fork_ok else "spawn")
-        from . import png_io  # noqa: F401, PLC0415 - import OpenCV once here, forked workers inherit it
-        with ctx.Pool(workers) as pool:
-            parts = pool.map(_evaluate_chunk, chunks, chunksize=1)
-    stats = PQStats(categories)
-    for part in parts:
-        stats += part
-    results = stats.results()
-    return (results, stats) if return_stats else results
-
-
-# ----------------------------------------------------------------------------------------------------
-# tables
-def format_pq_table(results: Mapping[str, Any]) -> str:
-    """panopticapi's summary table: PQ SQ RQ (in %) and N for All / Things / Stuff."""
-    lines = ["{:10s}| {:>5s}  {:>5s}  {:>5s} {:>5s}".format("", "PQ", "SQ", "RQ", "N"), "-" * (10 + 7 * 4)]
-    for name in ("All", "Things", "Stuff"):
-        r = results[name]
-        lines.append("{:10s}| {:5.1f}  {:5.1f}  {:5.1f} {:5d}".format(
-            name, 100 * r["pq"], 100 * r["sq"], 100 * r["rq"], r["n"]))
-    return "\n".join(lines)
-
-
-def format_extra_table(results: Mapping[str, Any], categories: Categories | None = None,
-                       per_class: bool = False) -> str:
-    """PQ† and PC for All / Things / Stuff and mIoU (in %); with ``per_class`` one row per category."""
-    lines = ["{:10s}| {:>5s}  {:>5s}".format("", "PQ†", "PC"), "-" * 24]
-    for name in ("All", "Things", "Stuff"):
-        lines.append("{:10s}| {:5.1f}  {:5.1f}".format(
-            name, 100 * results["pq_dagger"][name]["pq_dagger"], 100 * results["pc"][name]["pc"]))
-    lines.append("mIoU {:5.1f} over {} categories".format(100 * results["miou"]["miou"], results["miou"]["n"]))
-    if per_class:
-        names = dict(zip(categories.ids, categories.names)) if categories is not None else {}
-        fmt = lambda v: "    -" if v is None else "{:5.1f}".format(100 * v)  # noqa: E731
-        lines.append("")
-        lines.append("{:>6s} {:16s}| {:>5s} {:>5s} {:>5s} {:>5s} {:>5s} {:>5s} {:>6s} {:>6s} {:>6s}".format(
-            "id", "name", "PQ", "SQ", "RQ", "PQ†", "PC", "IoU", "TP", "FP", "FN"))
-        for cid, r in results["per_class"].items():
-            lines.append("{:>6} {:16.16s}| {:5.1f} {:5.1f} {:5.1f} {} {} {} {:6d} {:6d} {:6d}".format(
-                cid, names.get(cid, ""), 100 * r["pq"], 100 * r["sq"], 100 * r["rq"], fmt(r["pq_dagger"]),
-                fmt(r["pc"]), fmt(r["semantic_iou"]), r["tp"], r["fp"], r["fn"]))
-    return "\n".join(lines)
-

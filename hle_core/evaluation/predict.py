@@ -1,5 +1,7 @@
-"""Evaluate a network on a panoptic data set in memory: forward (optionally with flip test-time augmentation),
-decode (§3.5) and accumulate PQ / PQ† / PC / mIoU against the data set's ground truth.
+"""Evaluate a network on a panoptic data set in memory through the pipeline's two stages: forward
+(:meth:`hle_core.pipeline.Pipeline.infer`, optionally with flip test-time augmentation), decode (§3.5,
+:func:`hle_core.pipeline.decode_maps`, the decode stage of :meth:`~hle_core.pipeline.Pipeline.finish`) and accumulate
+PQ / PQ† / PC / mIoU against the data set's ground truth.
 
 The two halves are separate so the decoder can be re-run many times on one set of network outputs
 (``hle tune-decoder``): :func:`infer_outputs` runs the network once, :func:`decode_and_score` decodes and scores.
@@ -13,12 +15,12 @@ import numpy as np
 import torch
 
 from ..config import DecoderConfig, HLEConfig
-from ..decoding import PanopticResult, decode_panoptic, variant_inputs
-from ..pipeline import pad_to_multiple
+from ..decoding import PanopticResult
+from ..pipeline import Pipeline, decode_maps, flip_average
 from .pq import Categories, PQStats, accumulate_maps
 
-__all__ = ["CachedOutputs", "flip_average", "infer_outputs", "decode_outputs", "decode_and_score",
-           "evaluate_model"]
+__all__ = ["CachedOutputs", "flip_average", "evaluation_pipeline", "infer_outputs", "decode_outputs",
+           "decode_and_score", "evaluate_model"]
 
 
 @dataclass
@@ -28,19 +30,7 @@ class CachedOutputs:
     index: int
     gt_panoptic: np.ndarray                 # (H, W) int32 Cityscapes convention
     image: np.ndarray | None                # (H, W, 3) uint8, kept only when asked (overlays)
-    maps: dict[str, torch.Tensor]           # C x H x W per output name
-
-
-def flip_average(outputs: dict[str, torch.Tensor], flipped: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Flip test-time augmentation: average the maps of an image and of its mirror image (flipped back).
-
-    The embedding is averaged and renormalised to the unit sphere (it feeds the cosine kernels of eq. 7-9);
-    σ, σ_spatial and the seed are averaged. Spatial coordinates are not an input of the network, so the mirror
-    image's maps only need flipping back along the width.
-    """
-    avg = {k: 0.5 * (v + flipped[k].flip(-1)) for k, v in outputs.items()}
-    avg["embedding"] = torch.nn.functional.normalize(avg["embedding"], dim=1, eps=1e-8)
-    return avg
+    maps: dict[str, torch.Tensor]           # C x H x W per output name, on the device the network ran on
 
 
 def _denormalise(image: torch.Tensor, cfg: HLEConfig) -> np.ndarray:
@@ -49,41 +39,40 @@ def _denormalise(image: torch.Tensor, cfg: HLEConfig) -> np.ndarray:
     return ((image.cpu() * std + mean).clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
 
 
-@torch.no_grad()
+def evaluation_pipeline(model: torch.nn.Module, cfg: HLEConfig, *, flip: bool = False,
+                        device: torch.device | str = "cpu") -> Pipeline:
+    """The :class:`~hle_core.pipeline.Pipeline` that evaluates an in-memory network (a torch backend around
+    ``model`` on ``device``, decoding with ``cfg``) on whole images at their own size; ``flip``: flip TTA."""
+    from ..runtime.torch_backend import TorchBackend
+
+    net = model.module if hasattr(model, "module") else model
+    return Pipeline(TorchBackend(net, device=device, config=cfg), decoder=cfg.decoder, flip=flip)
+
+
 def infer_outputs(model: torch.nn.Module, cfg: HLEConfig, dataset: Sequence, *, flip: bool = False,
                   device: torch.device | str = "cpu", keep_images: bool = False,
                   progress: bool = False) -> Iterator[CachedOutputs]:
-    """Run ``model`` over every item of ``dataset`` (items as :class:`hle_core.data.SyntheticDataset` gives them);
-    yields :class:`CachedOutputs` on the CPU, one image at a time (whole images: no batching of unequal sizes)."""
-    model.eval()
-    items: Iterator[int] = iter(range(len(dataset)))
+    """Run ``model`` over every item of ``dataset`` (items as :class:`hle_core.data.SyntheticDataset` gives them)
+    with :meth:`Pipeline.infer <hle_core.pipeline.Pipeline.infer>`; yields :class:`CachedOutputs` (maps of the
+    image region, on ``device``), one image at a time (whole images: no batching of unequal sizes)."""
+    pipe = evaluation_pipeline(model, cfg, flip=flip, device=device)
+    items: Iterable[int] = range(len(dataset))
     if progress:
         from tqdm import tqdm
 
-        items = iter(tqdm(range(len(dataset)), desc="predict", unit="img", dynamic_ncols=True))
+        items = tqdm(items, desc="predict", unit="img", dynamic_ncols=True)
     for i in items:
         sample = dataset[i]
-        image = sample["image"]
-        h, w = image.shape[-2:]
-        batch = pad_to_multiple(image[None]).to(device)
-        if flip:
-            batch = torch.cat((batch, pad_to_multiple(image.flip(-1)[None]).to(device)))
-        out = model(batch)
-        maps = {k: v[:, :, :h, :w].float() for k, v in out.items()}
-        if flip:
-            maps = flip_average({k: v[:1] for k, v in maps.items()}, {k: v[1:] for k, v in maps.items()})
+        (frame,), _ = pipe.infer([sample["image"]])
         yield CachedOutputs(index=int(i), gt_panoptic=sample["panoptic"].numpy(),
-                            image=_denormalise(image, cfg) if keep_images else None,
-                            maps={k: v[0].cpu() for k, v in maps.items()})
+                            image=_denormalise(sample["image"], cfg) if keep_images else None, maps=frame.maps())
 
 
 def decode_outputs(cached: CachedOutputs, decode_params: dict[str, torch.Tensor], cfg: HLEConfig,
                    decoder: DecoderConfig | None = None) -> PanopticResult:
-    """§3.5 decoding of one cached image with ``decoder`` thresholds (default: ``cfg.decoder``)."""
-    maps, params = variant_inputs(cached.maps, decode_params, cfg.loss.split_embedding)
-    return decode_panoptic(maps["embedding"], maps["sigma"], maps["sigma_spatial"], maps["seed"],
-                           params["class_means"], params["class_sigma"], cfg.classes, decoder or cfg.decoder,
-                           cfg.model.coord_scale, semantic_logits=maps.get("semantic_logits"))
+    """§3.5 decoding of one cached image with ``decoder`` thresholds (default: ``cfg.decoder``), where its maps
+    are: the pipeline's decode stage (:func:`hle_core.pipeline.decode_maps`)."""
+    return decode_maps(cached.maps, decode_params, cfg, decoder)
 
 
 def decode_and_score(cached: Iterable[CachedOutputs], decode_params: dict[str, torch.Tensor], cfg: HLEConfig,
@@ -106,6 +95,6 @@ def evaluate_model(model: torch.nn.Module, cfg: HLEConfig, dataset: Sequence, *,
     """PQ of ``model`` on ``dataset``: the panopticapi-shaped results dict (``All``/``Things``/``Stuff``,
     ``per_class``, PQ†, PC, mIoU)."""
     net = model.module if hasattr(model, "module") else model
-    params = {k: v.to("cpu") for k, v in net.decode_params().items()}
+    params = dict(net.decode_params())
     outputs = infer_outputs(model, cfg, dataset, flip=flip, device=device, progress=progress)
     return decode_and_score(outputs, params, cfg, decoder).results()

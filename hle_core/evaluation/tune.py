@@ -105,7 +105,7 @@ def tune_decoder(cached: Sequence[CachedOutputs], decode_params: Mapping[str, to
     Returns:
         :class:`TuneResult`; ``best`` is the first trial with the highest PQ (trial 0 unless one beats it).
     """
-    import optuna  # noqa: PLC0415
+    import optuna
 
     if trials < 1:
         raise ConfigError(f"trials must be >= 1, got {trials}")
@@ -133,7 +133,7 @@ def tune_decoder(cached: Sequence[CachedOutputs], decode_params: Mapping[str, to
     study.enqueue_trial({name: getattr(base, name) for name in bounds})          # trial 0: the starting point
     bar = None
     if progress:
-        from tqdm import tqdm  # noqa: PLC0415
+        from tqdm import tqdm
 
         bar = tqdm(total=trials, desc="tune-decoder", unit="trial", dynamic_ncols=True)
 
@@ -157,7 +157,7 @@ def tune_decoder(cached: Sequence[CachedOutputs], decode_params: Mapping[str, to
 def write_decoder_yaml(path: str | Path, decoder: DecoderConfig, comment: Sequence[str] = ()) -> Path:
     """Write ``decoder`` as an ``hle: decoder:`` section (every field, so the file alone fixes the decoder),
     loadable with :func:`hle_core.config.load_config` and includable in a recipe; ``comment`` lines go on top."""
-    import yaml  # noqa: PLC0415
+    import yaml
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -169,8 +169,8 @@ def write_decoder_yaml(path: str | Path, decoder: DecoderConfig, comment: Sequen
 def write_trials(result: TuneResult, csv_path: str | Path, json_path: str | Path,
                  meta: Mapping[str, Any] | None = None) -> None:
     """The trial table as CSV (one row per trial) and as JSON (with the baseline, the best and ``meta``)."""
-    import csv  # noqa: PLC0415
-    import json  # noqa: PLC0415
+    import csv
+    import json
 
     csv_path, json_path = Path(csv_path), Path(json_path)
     csv_path.parent.mkdir(parents=True, exist_ok=True)

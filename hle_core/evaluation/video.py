@@ -250,6 +250,30 @@ class STQAccumulator:
         return {"STQ": float(np.sqrt(aq * sq)), "AQ": aq, "SQ": sq,
                 "IoU_per_class": {int(i): float(v) for i, v in zip(c.ids, iou)}, "per_sequence": per_seq}
 
+    def sums(self) -> dict[str, Any]:
+        """The summable statistics (strict JSON): ``{"aq_sum", "tubes", "confusion"}``.
+
+        ``aq_sum`` = Σ over sequences of AQ·#tubes (the numerator of the overall AQ), ``tubes`` the number of
+        ground-truth tubes, ``confusion`` the ``(K+1, K+1)`` semantic confusion of SQ summed over sequences.
+        Sums of disjoint sets of sequences add up (fieldwise); :meth:`result_from_sums` turns a sum into STQ.
+        """
+        confusion = np.zeros((self._cats.k + 1, self._cats.k + 1), np.int64)
+        aq_sum, tubes = 0.0, 0
+        if self._seq:
+            for key, seq in self.result()["per_sequence"].items():
+                aq_sum += seq["AQ"] * seq["num_tubes"]
+                tubes += seq["num_tubes"]
+                confusion += self._seq[key]["confusion"]
+        return {"aq_sum": aq_sum, "tubes": tubes, "confusion": confusion.tolist()}
+
+    def result_from_sums(self, sums: dict[str, Any]) -> dict[str, Any]:
+        """``{"STQ", "AQ", "SQ", "tubes"}`` over all the sequences of ``sums`` (:meth:`sums`, or a sum of several
+        accumulators' of these categories): the formulas of :meth:`result` over the summed terms."""
+        iou = _class_iou(np.asarray(sums["confusion"], np.int64), self._cats.k)
+        aq = sums["aq_sum"] / sums["tubes"] if sums["tubes"] else 0.0
+        sq = float(np.nanmean(iou)) if np.any(~np.isnan(iou)) else float("nan")
+        return {"STQ": float(np.sqrt(aq * sq)), "AQ": aq, "SQ": sq, "tubes": sums["tubes"]}
+
 
 def _merge_counts(acc: tuple[np.ndarray, np.ndarray], ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Add the occurrences of ``ids`` to sorted (unique ids, counts)."""
@@ -400,6 +424,26 @@ class VPQAccumulator:
             out["VPQ" + name] = float(np.mean(vals)) if vals else float("nan")
         out["per_window"] = per_window
         return out
+
+    def sums(self) -> dict[str, Any]:
+        """The summable statistics (strict JSON): ``{window size (str): {"tp", "fp", "fn", "iou", "num_windows"}}``,
+        the per-category PQ sums of each window size. Sums of disjoint sets of sequences add up (fieldwise);
+        :meth:`from_sums` rebuilds an accumulator from them."""
+        return {str(n): {"tp": s.tp.tolist(), "fp": s.fp.tolist(), "fn": s.fn.tolist(), "iou": s.iou.tolist(),
+                         "num_windows": int(self._windows[n])} for n, s in self._stats.items()}
+
+    @classmethod
+    def from_sums(cls, category_ids: Sequence[int], is_thing: Sequence[bool], sums: dict[str, Any],
+                  **kwargs: Any) -> "VPQAccumulator":
+        """An accumulator whose :meth:`result` is that of the frames behind ``sums`` (:meth:`sums`, or a sum of
+        several); its window sizes are those of ``sums``. ``kwargs``: ``label_divisor``, ``void_id``."""
+        acc = cls(category_ids, is_thing, window_sizes=[int(n) for n in sums], **kwargs)
+        for n, w in sums.items():
+            stats = acc._stats[int(n)]
+            stats.tp, stats.fp, stats.fn = (np.asarray(w[f], np.int64) for f in ("tp", "fp", "fn"))
+            stats.iou = np.asarray(w["iou"], np.float64)
+            acc._windows[int(n)] = int(w["num_windows"])
+        return acc
 
 
 def video_panoptic_quality(gt_frames: Sequence[Any], pred_frames: Sequence[Any], category_ids: Sequence[int],

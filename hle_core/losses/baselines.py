@@ -6,8 +6,8 @@
 * Cross-entropy: the semantic scores of eq. 9 trained with softmax cross-entropy instead of Lovász-softmax,
   the instance kernels φ_l of eq. 8 with binary cross-entropy instead of the Lovász hinge.
 
-Pure tensor functions; the device and dtype come from the inputs. :class:`~.hierarchical.HierarchicalLovaszLoss`
-selects them through ``LossConfig.embedding_loss``.
+Pure tensor functions; the device and dtype come from the inputs. :mod:`.variants` selects them through
+``LossConfig.embedding_loss``.
 """
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ from .thomson import min_pairwise_angle, thomson_energy, thomson_init
 
 __all__ = [
     "OUTPUT_NAMES", "HLENet", "build_model", "build_backbone", "find_packaged_mobilenet_weights",
-    "PretrainedWeightsError", "CheckpointError", "save_checkpoint", "load_checkpoint", "load_model", "release_checkpoint",
+    "PretrainedWeightsError", "CheckpointError", "save_checkpoint", "load_checkpoint", "load_model",
+    "release_checkpoint",
     "thomson_init", "thomson_energy", "min_pairwise_angle",
 ]

@@ -65,7 +65,8 @@ class _Writer:
     RuntimeError without the errno)."""
 
     def __init__(self, fh: Any) -> None:
-        self.fh, self.error = fh, None
+        self.fh = fh
+        self.error: OSError | None = None
 
     def write(self, data: Any) -> int:
         try:

@@ -22,7 +22,8 @@ OUTPUT_NAMES = ("embedding", "sigma", "sigma_spatial", "seed")
 
 
 def _conv_bn_relu(cin: int, cout: int, k: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
 
 
 class DeepLabV3PlusDecoder(nn.Module):
@@ -68,7 +69,8 @@ class HLENet(nn.Module):
 
         # eq. 10 / 15: persistent class means μ̂_k (K x D); eq. 9: class variances σ_k = exp(log σ_k)
         d_sem = m.embedding_dim // 2 if self.split_embedding else m.embedding_dim
-        means = thomson_init(num_classes, d_sem) if m.thomson_init else F.normalize(torch.randn(num_classes, d_sem), dim=1)
+        means = (thomson_init(num_classes, d_sem) if m.thomson_init
+                 else F.normalize(torch.randn(num_classes, d_sem), dim=1))
         if self.split_embedding:   # semantic means live in the first half of the embedding (Table 6)
             means = torch.cat((means, torch.zeros(num_classes, m.embedding_dim - d_sem)), dim=1)
         self.class_means = nn.Parameter(means)

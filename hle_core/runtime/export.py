@@ -1,4 +1,4 @@
-"""Export: an :class:`~hle_core.model.HLENet` to a self-describing ONNX file, and an ONNX file to a TensorRT engine.
+"""ONNX export: an :class:`~hle_core.model.HLENet` to a self-describing ONNX file, and its metadata read back.
 
 ONNX (``export_onnx``): the legacy TorchScript exporter (``dynamo=False``, opset 17), input ``images``
 ``(B, 3, H, W)`` normalised with ``ModelConfig.mean/std``, outputs named after ``OUTPUT_NAMES`` (embedding,
@@ -12,10 +12,8 @@ resolved config JSON (``HLEConfig.to_json()``), the class table, the decode para
 σ_k ``(K,)`` as JSON lists, the input size (or ``dynamic``), mean/std. :func:`read_onnx_metadata` reads them
 back, so a ROS node needs only this one file.
 
-TensorRT (``build_tensorrt_engine``): the TensorRT Python API — ``trt.Builder``, a network filled by
-``trt.OnnxParser``, an optimisation profile for dynamic inputs, ``BuilderFlag.FP16``, a workspace memory pool
-limit — returning the serialized engine bytes. TensorRT is imported lazily; see docs/TENSORRT.md for what of
-this path was executed (nothing against a real TensorRT in this project).
+Building a TensorRT engine from such a file is :mod:`hle_core.runtime.tensorrt_build` (which imports this
+module, never the other way round).
 """
 from __future__ import annotations
 
@@ -27,7 +25,6 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import torch
@@ -38,8 +35,8 @@ from ..model import OUTPUT_NAMES, HLENet, load_model
 
 __all__ = [
     "ONNX_OPSET", "INPUT_NAME", "METADATA_FORMAT", "TENSORRT_SUPPORTED_OPS", "OnnxExportError", "OnnxMetadataError",
-    "OnnxModelInfo", "ProfileShapes", "TensorRTBuildError", "export_onnx", "onnx_metadata", "read_onnx_metadata",
-    "onnx_io_shapes", "check_tensorrt_ops", "simplify_onnx", "build_tensorrt_engine", "output_names_for",
+    "OnnxModelInfo", "export_onnx", "onnx_metadata", "read_onnx_metadata", "onnx_io_shapes", "check_tensorrt_ops",
+    "simplify_onnx", "output_names_for",
 ]
 
 log = logging.getLogger("hle_core.runtime")
@@ -65,36 +62,6 @@ class OnnxExportError(RuntimeError):
 
 class OnnxMetadataError(ValueError):
     """An ONNX file lacks the HLE metadata (config, decode parameters) or carries an unreadable version."""
-
-
-class TensorRTBuildError(RuntimeError):
-    """TensorRT could not parse the ONNX file or build an engine; the message carries the parser's errors."""
-
-
-@dataclass(frozen=True)
-class ProfileShapes:
-    """TensorRT optimisation profile of the ``images`` input: min / opt / max ``(B, 3, H, W)``."""
-
-    min: tuple[int, int, int, int]
-    opt: tuple[int, int, int, int]
-    max: tuple[int, int, int, int]
-
-    def __post_init__(self) -> None:
-        for name in ("min", "opt", "max"):
-            shape = getattr(self, name)
-            if len(shape) != 4 or shape[1] != 3 or any(int(v) < 1 for v in shape):
-                raise ValueError(f"profile {name} shape must be (B, 3, H, W) with positive sizes, got {shape}")
-        if not all(a <= b <= c for a, b, c in zip(self.min, self.opt, self.max)):
-            raise ValueError(f"profile shapes must satisfy min <= opt <= max per axis, got "
-                             f"min={self.min} opt={self.opt} max={self.max}")
-
-    @classmethod
-    def static(cls, shape: tuple[int, int, int, int]) -> "ProfileShapes":
-        s = tuple(int(v) for v in shape)
-        return cls(s, s, s)  # type: ignore[arg-type]
-
-    def as_lists(self) -> list[list[int]]:
-        return [list(self.min), list(self.opt), list(self.max)]
 
 
 @dataclass
@@ -343,93 +310,3 @@ def onnx_io_shapes(path_or_proto: str | Path | Any) -> tuple[dict[str, tuple], d
     inputs = {vi.name: shape(vi) for vi in proto.graph.input if vi.name not in init}
     outputs = {vi.name: shape(vi) for vi in proto.graph.output}
     return inputs, outputs
-
-
-# --- TensorRT ------------------------------------------------------------------------------------
-def build_tensorrt_engine(onnx_path: str | Path, *, fp16: bool = False, workspace_mb: int = 1024,
-                          profile: ProfileShapes | None = None, trt: ModuleType | None = None,
-                          verbose: bool = False, int8: bool = False,
-                          calibration_cache: str | Path | None = None) -> bytes:
-    """Build a serialized TensorRT engine from an ONNX file with the TensorRT Python API.
-
-    Args:
-        onnx_path: an exported graph (its ``images`` input static or dynamic).
-        fp16: set ``BuilderFlag.FP16`` (inputs/outputs stay float32; layers may run in half precision).
-        workspace_mb: ``MemoryPoolType.WORKSPACE`` limit in MiB.
-        profile: optimisation profile of ``images``; required when the input has a dynamic axis, ignored
-            (apart from a consistency check) when it is static.
-        trt: the ``tensorrt`` module (tests inject a double); imported when None.
-        int8: set ``BuilderFlag.INT8``: for a QDQ file (``hle export onnx --int8``, explicit quantization) the
-            scales come from its Q/DQ nodes; for an fp32 file ``calibration_cache`` is required.
-        calibration_cache: a TensorRT calibration cache (:func:`hle_core.runtime.quantize.quantize_onnx`
-            writes ``<int8>.onnx.calibration.cache``, same ranges as the QDQ file); handed to the builder
-            through a calibrator that only reads it (implicit quantization of the fp32 graph). Implies int8.
-    Returns:
-        The serialized engine (``bytes``).
-    Raises:
-        TensorRTBuildError: parse errors (all of them listed) or a failed build.
-        ValueError: a dynamic input without ``profile``, or a profile that contradicts a static input.
-    """
-    if trt is None:
-        from .tensorrt_backend import import_tensorrt
-
-        trt = import_tensorrt()
-    onnx_path = Path(onnx_path)
-    if not onnx_path.is_file():
-        raise FileNotFoundError(f"ONNX file not found: {onnx_path}")
-    if workspace_mb < 1:
-        raise ValueError(f"workspace_mb must be >= 1, got {workspace_mb}")
-    logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    major = int(str(trt.__version__).split(".")[0])
-    # TensorRT >= 10: networks are always explicit-batch and the flag is deprecated; before 10 it is required.
-    flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        raise TensorRTBuildError(f"TensorRT {trt.__version__} could not parse {onnx_path}: " + "; ".join(errors))
-
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
-    if calibration_cache is not None:
-        from .tensorrt_backend import cache_calibrator
-
-        config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = cache_calibrator(trt, Path(calibration_cache))
-    elif int8:
-        from .quantize import QUANTIZATION_KEY
-
-        if QUANTIZATION_KEY not in read_onnx_metadata(onnx_path).props:
-            raise ValueError(f"int8 TensorRT build of the fp32 graph {onnx_path} needs a calibration cache "
-                             f"(hle export onnx --int8 writes one), or pass the int8 (QDQ) export instead")
-        config.set_flag(trt.BuilderFlag.INT8)
-    if fp16:
-        if not builder.platform_has_fast_fp16:
-            log.warning("FP16 requested but this GPU has no fast FP16; building with the flag anyway")
-        config.set_flag(trt.BuilderFlag.FP16)
-
-    inp = network.get_input(0)
-    if network.num_inputs != 1 or inp.name != INPUT_NAME:
-        raise TensorRTBuildError(f"{onnx_path}: expected one input named {INPUT_NAME!r}, got "
-                                 f"{[network.get_input(i).name for i in range(network.num_inputs)]}")
-    in_shape = tuple(int(v) for v in inp.shape)
-    if any(v < 0 for v in in_shape):
-        if profile is None:
-            raise ValueError(f"{onnx_path} has a dynamic input {in_shape}; give min/opt/max shapes")
-        for name, shape in zip(("min", "opt", "max"), (profile.min, profile.opt, profile.max)):
-            clash = [(i, a, b) for i, (a, b) in enumerate(zip(in_shape, shape)) if a >= 0 and a != b]
-            if clash:
-                raise ValueError(f"profile {name} shape {shape} contradicts the static axes of input {in_shape}")
-        opt_profile = builder.create_optimization_profile()
-        opt_profile.set_shape(INPUT_NAME, profile.min, profile.opt, profile.max)
-        config.add_optimization_profile(opt_profile)
-    elif profile is not None and not (profile.min == profile.opt == profile.max == in_shape):
-        raise ValueError(f"{onnx_path} has a static input {in_shape}; profile {profile} does not match it")
-
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise TensorRTBuildError(f"TensorRT {trt.__version__} failed to build an engine from {onnx_path} "
-                                 f"(fp16={fp16}, int8={int8 or calibration_cache is not None}, "
-                                 f"workspace={workspace_mb} MiB); see the TensorRT log above")
-    return bytes(serialized)

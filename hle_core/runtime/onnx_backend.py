@@ -16,21 +16,12 @@ import torch
 from .base import Backend, BackendUnavailable
 from .export import output_channels, read_onnx_metadata
 
-__all__ = ["OnnxRuntimeBackend", "onnxruntime_providers"]
+__all__ = ["OnnxRuntimeBackend"]
 
 log = logging.getLogger("hle_core.runtime")
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
-
-
-def onnxruntime_providers() -> list[str]:
-    """Execution providers of the installed onnxruntime; ``[]`` when onnxruntime is not importable."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return []
-    return list(ort.get_available_providers())
 
 
 class OnnxRuntimeBackend(Backend):

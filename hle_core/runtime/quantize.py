@@ -16,7 +16,7 @@ activation ranges are also written in two cache formats beside it:
   re-quantizing with it skips the calibration runs;
 * ``<out>.calibration.cache``: TensorRT's calibration-cache text format (``TRT-<version>-<calibrator>``
   header, then ``tensor: <big-endian IEEE-754 float32 scale in hex>`` per tensor, scale = max |range| / 127),
-  which :func:`hle_core.runtime.export.build_tensorrt_engine` hands to TensorRT's INT8 builder through a
+  which :func:`hle_core.runtime.tensorrt_build.build_tensorrt_engine` hands to TensorRT's INT8 builder through a
   cache-only calibrator when building an engine from the fp32 export (TensorRT's implicit quantization; the
   QDQ file itself is TensorRT's explicit-quantization input).
 """
@@ -151,7 +151,8 @@ def quantize_onnx(fp32_onnx: str | Path, out: str | Path | None = None, *, num_c
     src = Path(fp32_onnx)
     info = read_onnx_metadata(src)                     # raises for a missing file or a non-HLE ONNX
     if QUANTIZATION_KEY in info.props:
-        raise QuantizationError(f"{src} is already quantized ({info.props[QUANTIZATION_KEY]}); quantize the fp32 export")
+        raise QuantizationError(f"{src} is already quantized ({info.props[QUANTIZATION_KEY]}); "
+                                "quantize the fp32 export")
     if num_calibration < 1:
         raise ValueError(f"num_calibration must be >= 1, got {num_calibration}")
     if size is None:

@@ -23,8 +23,8 @@ import torch
 
 from .base import Backend, BackendUnavailable
 from .engine_cache import EngineCache, EngineKey, ForeignEngineError, file_sha256, verify_engine, write_engine
-from .export import INPUT_NAME, ProfileShapes, build_tensorrt_engine, info_from_props, onnx_io_shapes, \
-    read_onnx_metadata
+from .export import INPUT_NAME, info_from_props, onnx_io_shapes, read_onnx_metadata
+from .tensorrt_build import ProfileShapes, build_tensorrt_engine, cache_calibrator, import_tensorrt
 
 __all__ = ["TensorRTBackend", "EngineMismatchError", "EngineIOMismatchError", "import_tensorrt",
            "check_engine_io", "engine_io_shapes", "running_environment", "ForeignEngineError", "resolve_profile",
@@ -39,17 +39,6 @@ class EngineMismatchError(RuntimeError):
 
 class EngineIOMismatchError(ValueError):
     """The engine's input/output tensors (names, ranks, static sizes) differ from the ONNX file's."""
-
-
-def import_tensorrt() -> ModuleType:
-    """``import tensorrt`` or raise :class:`BackendUnavailable` saying why and what to use instead."""
-    try:
-        import tensorrt
-    except Exception as exc:   # ImportError, or a broken install raising OSError on its shared libraries
-        raise BackendUnavailable(f"TensorRT is not importable here ({type(exc).__name__}: {exc}); install the "
-                                 f"TensorRT Python package matching your CUDA, or use backend onnxruntime / torch")\
-            from exc
-    return tensorrt
 
 
 def _require_cuda(device: str | torch.device) -> torch.device:
@@ -119,47 +108,6 @@ def engine_key(onnx_path: str | Path, trt: ModuleType, device: torch.device, *, 
                      compute_capability=env["compute_capability"], onnx_sha256=file_sha256(onnx_path),
                      precision="int8" if int8 else ("fp16" if fp16 else "fp32"),
                      input_shapes=(profile.min, profile.opt, profile.max), workspace_mb=int(workspace_mb))
-
-
-def cache_calibrator(trt: ModuleType, cache_path: str | Path) -> Any:
-    """A ``trt.IInt8EntropyCalibrator2`` that only reads the calibration cache at ``cache_path``.
-
-    TensorRT asks ``read_calibration_cache()`` first and, given ranges, never asks for a batch; the cache is
-    the text written by :func:`hle_core.runtime.quantize.tensorrt_calibration_cache` (checked here, so a
-    wrong file fails before a build). ``get_batch`` returns None ("no more data") should TensorRT ask anyway.
-
-    Raises:
-        FileNotFoundError: no such file. QuantizationError: not a TensorRT calibration cache.
-    """
-    from .quantize import TENSORRT_CALIBRATOR, read_tensorrt_calibration_cache
-
-    path = Path(cache_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"TensorRT calibration cache not found: {path}")
-    data = path.read_bytes()
-    header, scales = read_tensorrt_calibration_cache(data)
-    if not header.endswith(TENSORRT_CALIBRATOR):
-        log.warning(f"{path}: calibration cache header {header!r} is not {TENSORRT_CALIBRATOR}; TensorRT may ignore it")
-    base = trt.IInt8EntropyCalibrator2
-
-    class CacheCalibrator(base):  # type: ignore[misc, valid-type]
-        def __init__(self) -> None:
-            base.__init__(self)
-            self.cache, self.path, self.num_tensors = data, path, len(scales)
-
-        def get_batch_size(self) -> int:
-            return 1
-
-        def get_batch(self, names, p_str=None):                 # noqa: ARG002 - TensorRT's signature
-            return None
-
-        def read_calibration_cache(self) -> bytes:
-            return self.cache
-
-        def write_calibration_cache(self, cache) -> None:       # noqa: ARG002 - the cache is ours, read-only
-            return None
-
-    return CacheCalibrator()
 
 
 def _io_lists(inputs: dict[str, tuple], outputs: dict[str, tuple]) -> dict[str, dict[str, list[int]]]:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from ..model import HLENet, load_model
+from ..config import HLEConfig
+from ..model import load_model
 from .base import Backend
 
 __all__ = ["TorchBackend"]
@@ -21,16 +22,19 @@ __all__ = ["TorchBackend"]
 
 class TorchBackend(Backend):
     """Args:
-        model: an :class:`HLENet` or a checkpoint path.
+        model: an :class:`HLENet` or a checkpoint path; with ``config``, any module returning the network output
+            dict (e.g. a DDP-unwrapped network under evaluation).
         device: ``cpu`` / ``cuda[:i]``.
         fp16: half precision weights and input (CUDA only; on CPU a ValueError, not a silent slow path).
         channels_last, compile, cuda_graphs: see the module docstring.
+        config: the :class:`HLEConfig` to decode with (default: the network's own ``cfg``).
     """
 
     name = "torch"
 
-    def __init__(self, model: HLENet | str, device: str | torch.device = "cpu", fp16: bool = False, *,
-                 channels_last: bool = False, compile: bool = False, cuda_graphs: bool = False) -> None:
+    def __init__(self, model: torch.nn.Module | str, device: str | torch.device = "cpu", fp16: bool = False, *,
+                 channels_last: bool = False, compile: bool = False, cuda_graphs: bool = False,
+                 config: HLEConfig | None = None) -> None:
         self.device = torch.device(device)
         if self.device.type not in ("cpu", "cuda"):
             raise ValueError(f"torch backend device must be cpu or cuda, got {device}")
@@ -39,14 +43,15 @@ class TorchBackend(Backend):
         if compile and cuda_graphs:
             raise ValueError("choose compile or cuda_graphs, not both (torch.compile(mode='reduce-overhead') "
                              "already uses CUDA graphs)")
-        net = load_model(str(model)) if not isinstance(model, HLENet) else model
+        net = model if isinstance(model, torch.nn.Module) else load_model(str(model))
         self.dtype = torch.float16 if fp16 else torch.float32
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = net.to(self.device, self.dtype).eval()
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.config = net.cfg
-        self.decode_params = {k: v.float() for k, v in net.decode_params().items()}
+        self.config = config if config is not None else net.cfg
+        params = net.decode_params() if hasattr(net, "decode_params") else {}
+        self.decode_params = {k: v.float() for k, v in params.items()}
         self.options = {"fp16": fp16, "channels_last": channels_last, "compile": compile, "cuda_graphs": cuda_graphs}
         self._forward = torch.compile(self.model) if compile else self.model
         self._graphs: dict[tuple[int, ...], tuple[torch.cuda.CUDAGraph, torch.Tensor, dict]] = {}

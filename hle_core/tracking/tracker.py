@@ -48,7 +48,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from hle_core.config import ConfigError
+from hle_core.config import ConfigError, in_range, range_text, setting, setting_range
 from hle_core.tracking.association import (
     assign,
     box_coverage_matrix,
@@ -82,43 +82,48 @@ class TrackerConfig:
     ``tracking.*`` parameter of the ROS node.
     """
 
-    use_embeddings: bool = True         # False: box-overlap-only baseline (cost 1 - IoU, no embedding gate)
-    max_cosine_distance: float = 0.15   # gate: pairs with d_cos(μ_track, e_det) above this never match ([0, 2])
-    iou_gate: float = 0.0               # gate: pairs need box IoU >= this; 0 disables (box-only mode: IoU > 0)
-    class_gating: bool = True           # pairs must share the category id
-    embedding_weight: float = 0.5       # cost = w·d_cos + (1 - w)·(1 - IoU) in embedding mode; in [0, 1]
-    min_hits: int = 2                   # consecutive matches (birth included) before a track is confirmed
-    max_age: int = 30                   # frames a confirmed track may stay unmatched before it is deleted
-    momentum: float = 0.8               # μ ← normalise(momentum·μ + (1 - momentum)·e) after each match; [0, 1)
-    min_birth_score: float = 0.0        # detections scoring below this continue tracks but never start one
-    max_center_distance: float = 2.0    # gate: box-centre distance to the track's last box, in mean box sizes
-                                        # (center_distance_matrix), must be <= this; 0 disables
-    center_distance_growth: float = 0.5  # the centre gate widens by this many box sizes per frame a track is lost
-    cascade: bool = True                # matching cascade: confirmed tracks by frames since their last match,
-                                        # then tentative tracks, each stage on the detections left
-    max_birth_overlap: float = 0.7      # an unmatched detection whose box is covered by more than this fraction
-                                        # by the box of a same-class detection held by a track in this frame
-                                        # (a fragment of that object) starts no track; 1 disables; in (0, 1]
+    # Each field carries its valid range and description (hle_core.config.setting): validate() below and the
+    # node's tracking.* parameters (hle_ros.parameters) read them from here.
+    use_embeddings: bool = setting(True, "associate by mean embeddings (false: box-overlap-only baseline: cost "
+                                         "1 - IoU, no embedding gate)")
+    max_cosine_distance: float = setting(0.15, "cosine-distance gate between a track's mean embedding and a "
+                                               "detection: pairs above it never match", 0.0, 2.0)
+    iou_gate: float = setting(0.0, "minimum box IoU for a match (0 disables the gate; box-only mode: IoU > 0)",
+                              0.0, 1.0)
+    class_gating: bool = setting(True, "matches must share the category id")
+    embedding_weight: float = setting(0.5, "cost = w·d_cos + (1 - w)·(1 - IoU) in embedding mode", 0.0, 1.0)
+    min_hits: int = setting(2, "consecutive matches (birth included) before a track is confirmed and gets a "
+                               "public id", 1, 1000)
+    max_age: int = setting(30, "frames a lost (unmatched) confirmed track is kept for re-identification",
+                           0, 100000)
+    momentum: float = setting(0.8, "EMA momentum of a track's mean embedding: μ ← normalise(momentum·μ + "
+                                   "(1 - momentum)·e) after each match", 0.0, 1.0, open_hi=True)
+    min_birth_score: float = setting(0.0, "detections scoring below this continue tracks but never start one",
+                                     0.0, 1.0)
+    max_center_distance: float = setting(2.0, "spatial gate: box-centre distance to a track's last box, in mean "
+                                              "box sizes (center_distance_matrix); 0 disables", 0.0, 1e6)
+    center_distance_growth: float = setting(0.5, "the centre gate widens by this many box sizes per frame a "
+                                                 "track is lost (needs the gate)", 0.0, 1e6)
+    cascade: bool = setting(True, "matching cascade: confirmed tracks by frames since their last match first, "
+                                  "tentative tracks last, each stage on the detections left")
+    max_birth_overlap: float = setting(0.7, "a detection covered by more than this fraction by a same-class "
+                                            "tracked detection's box starts no track (fragments; 1 disables)",
+                                       0.0, 1.0, open_lo=True)
 
     def validate(self) -> None:
-        if not 0.0 <= self.max_cosine_distance <= 2.0:
-            raise ConfigError(f"tracker.max_cosine_distance must lie in [0, 2], got {self.max_cosine_distance}")
-        if not 0.0 <= self.iou_gate <= 1.0:
-            raise ConfigError(f"tracker.iou_gate must lie in [0, 1], got {self.iou_gate}")
-        if not 0.0 <= self.embedding_weight <= 1.0:
-            raise ConfigError(f"tracker.embedding_weight must lie in [0, 1], got {self.embedding_weight}")
-        if not 0.0 < self.max_birth_overlap <= 1.0:
-            raise ConfigError(f"tracker.max_birth_overlap must lie in (0, 1], got {self.max_birth_overlap}")
-        if not 0.0 <= self.momentum < 1.0:
-            raise ConfigError(f"tracker.momentum must lie in [0, 1), got {self.momentum}")
-        if isinstance(self.min_hits, bool) or not isinstance(self.min_hits, int) or self.min_hits < 1:
-            raise ConfigError(f"tracker.min_hits must be an integer >= 1, got {self.min_hits!r}")
-        if isinstance(self.max_age, bool) or not isinstance(self.max_age, int) or self.max_age < 0:
-            raise ConfigError(f"tracker.max_age must be an integer >= 0, got {self.max_age!r}")
+        for name in ("max_cosine_distance", "iou_gate", "embedding_weight", "max_birth_overlap", "momentum",
+                     "min_birth_score"):
+            value, bounds = getattr(self, name), setting_range(TrackerConfig, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not in_range(value, *bounds):
+                raise ConfigError(f"tracker.{name} must lie in {range_text(*bounds)}, got {value!r}")
+        for name in ("min_hits", "max_age"):
+            value, (lo, hi, _, _) = getattr(self, name), setting_range(TrackerConfig, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ConfigError(f"tracker.{name} must be an integer in [{lo}, {hi}], got {value!r}")
         for name in ("max_center_distance", "center_distance_growth"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < float("inf"):
-                raise ConfigError(f"tracker.{name} must be a finite number >= 0, got {value!r}")
+            value, (lo, hi, _, _) = getattr(self, name), setting_range(TrackerConfig, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+                raise ConfigError(f"tracker.{name} must be a finite number >= 0 (at most {hi:g}), got {value!r}")
         if self.center_distance_growth > 0.0 and self.max_center_distance == 0.0:
             raise ConfigError("tracker.center_distance_growth needs the centre gate: set max_center_distance > 0")
         for name in ("use_embeddings", "class_gating", "cascade"):

@@ -4,7 +4,7 @@ The network and decoder run once per frame with tracking off (:func:`cache_bag_f
 :func:`hle_core.bags.evaluate_bag` itself, so frame order, sequences, rejections and ground truth are
 bag-eval's). Every candidate :class:`~hle_core.tracking.TrackerConfig` then only replays the association on the
 cached segments (:func:`replay_tracker`, the detections built as :meth:`hle_core.pipeline.Pipeline._track` builds
-them) and is scored by bag-eval's own :class:`~hle_core.bags.evaluate.VideoScorer` (:func:`score_tracks`):
+them) and is scored by bag-eval's own :class:`~hle_core.bags.scoring.VideoScorer` (:func:`score_tracks`):
 ID switches, AQ and STQ are identical to ``hle bag-eval --tracker-config`` with the same configuration.
 
 Objective (:func:`rank_key`): among the *eligible* candidates, the fewest ID switches, ties broken by the higher
@@ -172,9 +172,9 @@ def replay_tracker(frames: Sequence[CachedFrame], cfg: TrackerConfig) -> list[np
 def score_tracks(frames: Sequence[CachedFrame], track_ids: Sequence[np.ndarray], classes: Any,
                  vpq: bool = False) -> dict[str, Any]:
     """ID switches, AQ, STQ, SQ_sem (and VPQ with ``vpq``) of ``track_ids`` on the scored frames, by bag-eval's
-    :class:`~hle_core.bags.evaluate.VideoScorer`; ``confirmed_tracks``: distinct track ids over all frames
+    :class:`~hle_core.bags.scoring.VideoScorer`; ``confirmed_tracks``: distinct track ids over all frames
     (per sequence, summed). Raises ValueError when no frame has ground truth."""
-    from hle_core.bags.evaluate import VideoScorer
+    from hle_core.bags.scoring import VideoScorer
 
     scorer = VideoScorer(classes, vpq=vpq)
     for f, ids in zip(frames, track_ids):
@@ -358,7 +358,7 @@ def candidates_markdown(result: TrackerTuneResult) -> str:
 def write_candidates(result: TrackerTuneResult, json_path: str | Path, md_path: str | Path,
                      meta: Mapping[str, Any] | None = None) -> None:
     """All candidates as JSON (with ``meta``, the best and the skipped combinations) and as a Markdown table."""
-    from hle_core.bags.evaluate import _json_safe
+    from hle_core.bags.scoring import json_safe as _json_safe
 
     json_path, md_path = Path(json_path), Path(md_path)
     json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
-from ..config import HLEConfig
+from ..config import HLEConfig, resolve_device
 from ..losses import HierarchicalLovaszLoss
 from ..model import CheckpointError, HLENet, build_model, load_checkpoint, save_checkpoint
 from ..model.checkpoint import remove_partial_checkpoints
@@ -76,14 +76,6 @@ def _init_distributed(device: torch.device) -> None:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-
-
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -152,7 +144,7 @@ def train(cfg: HLEConfig, tcfg: TrainConfig, resume: str | Path | None = None,
           progress: bool = True, callback: Callable[[TrainState, dict[str, float]], None] | None = None) -> Path:
     """Train from scratch (or resume) and return the path of the final checkpoint."""
     validate_train_config(tcfg)             # every value checked before anything starts (ConfigError lists all)
-    device = _resolve_device(tcfg.device)
+    device = resolve_device(tcfg.device, local_rank=int(os.environ.get("LOCAL_RANK", 0)))   # one GPU per process
     _init_distributed(device)
     rank, world = _dist_info()
     out_dir = Path(tcfg.out_dir)
@@ -302,8 +294,9 @@ def _check_resumable(payload: dict[str, Any], cfg: HLEConfig, path: str | Path) 
 
 def validate(model: torch.nn.Module, cfg: HLEConfig, tcfg: TrainConfig, device: torch.device,
              progress: bool = False) -> dict[str, Any]:
-    """PQ of ``model`` on the recipe's validation split (whole images, §3.5 decoding with ``cfg.decoder``),
-    plus the learned variances the paper compares (§4.4): the semantic σ_k (eq. 9) against the mean predicted
+    """PQ of ``model`` on the recipe's validation split (whole images through the pipeline's infer and decode
+    stages, :mod:`hle_core.evaluation.predict`; §3.5 decoding with ``cfg.decoder`` on ``device``), plus the learned
+    variances the paper compares (§4.4): the semantic σ_k (eq. 9) against the mean predicted
     instance σ_i over ground-truth thing pixels (eq. 7)."""
     from ..config import LABEL_DIVISOR
     from ..evaluation.predict import decode_and_score, infer_outputs
@@ -315,7 +308,7 @@ def validate(model: torch.nn.Module, cfg: HLEConfig, tcfg: TrainConfig, device: 
 
     def thing_sigmas(c, _result) -> None:     # σ_i and σ_spatial,i over the ground-truth thing pixels
         gt = torch.from_numpy(c.gt_panoptic).long()
-        things = (gt >= LABEL_DIVISOR) & torch.isin(gt // LABEL_DIVISOR, thing_ids)
+        things = ((gt >= LABEL_DIVISOR) & torch.isin(gt // LABEL_DIVISOR, thing_ids)).to(c.maps["sigma"].device)
         sums["sigma"] += float(c.maps["sigma"][0][things].sum())
         sums["sigma_spatial"] += float(c.maps["sigma_spatial"][0][things].sum())
         sums["pixels"] += int(things.sum())
@@ -360,7 +353,8 @@ def _progress(total: int, initial: int, enabled: bool):
 
 
 @torch.no_grad()
-def _log_images(writer, cfg: HLEConfig, model: HLENet, outputs: dict[str, torch.Tensor], batch: dict, step: int) -> None:
+def _log_images(writer, cfg: HLEConfig, model: HLENet, outputs: dict[str, torch.Tensor], batch: dict,
+                step: int) -> None:
     """Overlay of the decoded prediction and the embedding PCA as RGB (paper Fig. 3) for the first image."""
     from ..decoding import decode_batch
     from ..visualize import embedding_to_rgb, overlay

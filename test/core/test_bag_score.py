@@ -17,14 +17,15 @@ import pytest
 
 pytest.importorskip("rosbags")
 
-from hle_core.bags import OUTPUT_TOPIC, BagReader, BagWriter, evaluate_bag, write_synthetic_bag  # noqa: E402
-from hle_core.bags.score import score_recorded_bag  # noqa: E402
-from hle_core.bags.types import (COMPRESSED_TYPE, IMAGE_TYPE, PANOPTIC_TYPE, header, hle_typestore,  # noqa: E402
+from hle_core.bags import BagReader, BagWriter, evaluate_bag
+from hle_core.bags.score import score_recorded_bag
+from hle_core.bags.types import (COMPRESSED_TYPE, IMAGE_TYPE, PANOPTIC_TYPE, header, hle_typestore,
                                   stamp_ns)
-from hle_core.cli import main  # noqa: E402
-from hle_core.config import LABEL_DIVISOR, street_class_table  # noqa: E402
-from hle_core.image_codec import encode_array, image_to_array  # noqa: E402
-from hle_core.pipeline import FrameResult  # noqa: E402
+from hle_core.cli import main
+from hle_core.commands.bag_eval import NODE_OUTPUT_TOPIC as OUTPUT_TOPIC
+from hle_core.config import LABEL_DIVISOR, street_class_table
+from hle_core.image_codec import encode_array, image_to_array
+from hle_core.pipeline import FrameResult
 
 SIZE = (64, 128)
 IMG, GT = "/camera/image_raw", "/camera/panoptic_gt"
@@ -65,7 +66,8 @@ class ImperfectOracle:
         self.frames += 1
         self.clip_frames += 1
         return FrameResult(panoptic=pan.astype(np.int32), ids=ids,
-                           category_ids=np.where(thing, ids // LABEL_DIVISOR, ids), is_thing=thing, scores=np.ones(ids.size, np.float32),
+                           category_ids=np.where(thing, ids // LABEL_DIVISOR, ids), is_thing=thing,
+                           scores=np.ones(ids.size, np.float32),
                            areas=np.array([(pan == v).sum() for v in ids], np.int64),
                            boxes=np.array(boxes, np.int64).reshape(-1, 4),
                            embeddings=(emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32),
@@ -90,10 +92,8 @@ def assert_same(a: Any, b: Any, where: str = "") -> None:
 
 
 @pytest.fixture(scope="module")
-def camera(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("score") / "camera.mcap"
-    write_synthetic_bag(path, num_clips=2, frames=3, size=SIZE, seed=5, fps=20.0, progress=False)
-    return path
+def camera(synthetic_bag) -> Path:
+    return synthetic_bag(num_clips=2, frames=3, size=SIZE, seed=5, fps=20.0)
 
 
 @pytest.fixture(scope="module")
@@ -104,16 +104,16 @@ def oracle_run(camera: Path) -> tuple[dict, Path]:
     truth = {np.ascontiguousarray(image_to_array(r.msg)).tobytes(): gts[stamp_ns(r.msg.header)]
              for r in recs if r.topic == IMG}
     pred = camera.parent / "oracle_output.mcap"
-    m = evaluate_bag(camera, IMG, gt_topic=GT, pipeline=ImperfectOracle(truth), output_bag=pred, warmup=0,
-                     progress=False)
+    m = evaluate_bag(camera, IMG, gt_topic=GT, pipeline=ImperfectOracle(truth), output_bag=pred,
+                     output_topic=OUTPUT_TOPIC, warmup=0, progress=False)
     return m, pred
 
 
 @pytest.fixture(scope="module")
-def model_run(camera: Path, small_model: Path) -> tuple[dict, Path]:
+def model_run(camera: Path, tiny_model: Path) -> tuple[dict, Path]:
     pred = camera.parent / "model_output.mcap"
-    m = evaluate_bag(camera, IMG, gt_topic=GT, model=small_model, backend="torch", device="cpu", output_bag=pred,
-                     progress=False)
+    m = evaluate_bag(camera, IMG, gt_topic=GT, model=tiny_model, backend="torch", device="cpu", output_bag=pred,
+                     output_topic=OUTPUT_TOPIC, progress=False)
     return m, pred
 
 
@@ -236,11 +236,11 @@ def test_bag_eval_pred_bag_cli(camera: Path, oracle_run: tuple[dict, Path], tmp_
     assert "recorded predictions: 6, 0 matching no image" in capsys.readouterr().out
 
 
-def test_bag_eval_pred_bag_cli_errors(camera: Path, oracle_run: tuple[dict, Path], small_model: Path,
+def test_bag_eval_pred_bag_cli_errors(camera: Path, oracle_run: tuple[dict, Path], tiny_model: Path,
                                       tmp_path: Path, capsys) -> None:
     _, pred = oracle_run
     base = ["bag-eval", "--bag", str(camera), "--image-topic", IMG, "--gt-topic", GT, "--out", str(tmp_path / "o")]
-    assert main(base + ["--pred-bag", str(pred), "--model", str(small_model)]) == 2
+    assert main(base + ["--pred-bag", str(pred), "--model", str(tiny_model)]) == 2
     assert "exclude each other" in capsys.readouterr().err
     assert main(base) == 2
     assert "--pred-bag" in capsys.readouterr().err

@@ -17,32 +17,28 @@ import pytest
 
 pytest.importorskip("rosbags")
 
-from hle_core.bags import BagReader, BagWriter, evaluate_bag, write_synthetic_bag  # noqa: E402
-from hle_core.bags.types import IMAGE_TYPE, PANOPTIC_TYPE, stamp_ns  # noqa: E402
-from hle_core.bags.writer import DEFAULT_START_NS, image_message  # noqa: E402
-from hle_core.cli import main  # noqa: E402
-from hle_core.config import LABEL_DIVISOR, street_class_table  # noqa: E402
-from hle_core.data import SceneGenerator  # noqa: E402
-from hle_core.image_codec import encode_array, image_to_array  # noqa: E402
-from hle_core.pipeline import FrameResult  # noqa: E402
+from hle_core.bags import BagReader, BagWriter, evaluate_bag, write_synthetic_bag
+from hle_core.bags.types import IMAGE_TYPE, PANOPTIC_TYPE, stamp_ns
+from hle_core.bags.writer import DEFAULT_START_NS, image_message
+from hle_core.cli import main
+from hle_core.config import LABEL_DIVISOR, street_class_table
+from hle_core.data import SceneGenerator
+from hle_core.image_codec import encode_array, image_to_array
+from hle_core.pipeline import FrameResult
 
 SIZE = (64, 128)
 IMG, GT = "/camera/image_raw", "/camera/panoptic_gt"
 
 
-# small_model: test/core/conftest.py
+# tiny_model, synthetic_bag: test/conftest.py
 @pytest.fixture(scope="module")
-def synth_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("bags") / "synth.mcap"
-    write_synthetic_bag(path, num_clips=2, frames=4, size=SIZE, seed=5, fps=20.0, progress=False)
-    return path
+def synth_bag(synthetic_bag) -> Path:
+    return synthetic_bag(num_clips=2, frames=4, size=SIZE, seed=5, fps=20.0)
 
 
 @pytest.fixture(scope="module")
-def synth_bag_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("bags") / "synth_sqlite"                # a bag directory, sqlite3 storage
-    write_synthetic_bag(path, num_clips=2, frames=4, size=SIZE, seed=5, fps=20.0, storage="sqlite3", progress=False)
-    return path
+def synth_bag_sqlite(synthetic_bag) -> Path:
+    return synthetic_bag(num_clips=2, frames=4, size=SIZE, seed=5, fps=20.0, storage="sqlite3")   # a bag directory
 
 
 def read_all(path: Path, topics=(IMG, GT)) -> tuple[list, BagReader]:
@@ -194,7 +190,7 @@ def test_truncated_bag_directory_counts_the_lost_frames(tmp_path: Path) -> None:
     assert m["frames_evaluated"] + m["frames_rejected"] == 6
 
 
-def test_every_frame_accounted_for(tmp_path: Path, small_model: Path) -> None:
+def test_every_frame_accounted_for(tmp_path: Path, tiny_model: Path) -> None:
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (32, 64, 3), dtype=np.uint8)
     gt = np.full((32, 64), 7, np.int32)
@@ -219,7 +215,7 @@ def test_every_frame_accounted_for(tmp_path: Path, small_model: Path) -> None:
         image(4, rng.integers(0, 65535, (32, 64), dtype=np.uint16), "mono16")  # an encoding the network refuses
         image(5, rgb, "bgr8"), truth(5, gt[:16])                             # ground truth of another size
         truth(9, gt)                                                         # ground truth without an image
-    m = evaluate_bag(tmp_path / "mixed.mcap", IMG, gt_topic=GT, model=small_model, backend="torch", device="cpu",
+    m = evaluate_bag(tmp_path / "mixed.mcap", IMG, gt_topic=GT, model=tiny_model, backend="torch", device="cpu",
                      out_dir=tmp_path / "out", progress=False)
     assert m["frames_total"] == 6 and m["frames_evaluated"] == 4 and m["frames_rejected"] == 2
     assert m["rejected_by_reason"] == {"deserialize": 1, "encoding": 1}
@@ -233,9 +229,9 @@ def test_every_frame_accounted_for(tmp_path: Path, small_model: Path) -> None:
 
 
 # --- the CLI and the output bag ------------------------------------------------------------------------------------
-def test_bag_eval_cli_end_to_end(synth_bag: Path, small_model: Path, tmp_path: Path, capsys) -> None:
+def test_bag_eval_cli_end_to_end(synth_bag: Path, tiny_model: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "eval"
-    rc = main(["bag-eval", "--bag", str(synth_bag), "--image-topic", IMG, "--gt-topic", GT, "--model", str(small_model),
+    rc = main(["bag-eval", "--bag", str(synth_bag), "--image-topic", IMG, "--gt-topic", GT, "--model", str(tiny_model),
                "--backend", "torch", "--device", "cpu", "--out", str(out), "--output-bag", "--no-progress"])
     assert rc == 0
     m = json.loads((out / "metrics.json").read_text())
@@ -262,8 +258,8 @@ def test_bag_eval_cli_end_to_end(synth_bag: Path, small_model: Path, tmp_path: P
     assert all(len(i.embedding) == msg.embedding_dim for i in msg.instances)
 
 
-def test_bag_eval_cli_errors(synth_bag: Path, small_model: Path, tmp_path: Path, capsys) -> None:
-    base = ["bag-eval", "--image-topic", IMG, "--model", str(small_model), "--out", str(tmp_path / "o")]
+def test_bag_eval_cli_errors(synth_bag: Path, tiny_model: Path, tmp_path: Path, capsys) -> None:
+    base = ["bag-eval", "--image-topic", IMG, "--model", str(tiny_model), "--out", str(tmp_path / "o")]
     assert main(base + ["--bag", str(tmp_path / "missing.mcap")]) == 2
     assert "bag not found" in capsys.readouterr().err
     assert main(base + ["--bag", str(synth_bag), "--gt-topic", "/typo"]) == 2
@@ -292,7 +288,7 @@ def test_bag_eval_cli_passes_input_size_and_resize_mode(tmp_path: Path, monkeypa
     assert seen["resize"] == "stretch"
 
 
-def test_evaluate_bag_builds_the_pipeline_with_the_resize_mode(synth_bag: Path, small_model: Path,
+def test_evaluate_bag_builds_the_pipeline_with_the_resize_mode(synth_bag: Path, tiny_model: Path,
                                                                 monkeypatch) -> None:
     import hle_core.runtime
 
@@ -304,7 +300,7 @@ def test_evaluate_bag_builds_the_pipeline_with_the_resize_mode(synth_bag: Path, 
 
     monkeypatch.setattr(hle_core.runtime, "build_pipeline", fake_build_pipeline)
     with pytest.raises(RuntimeError, match="recorded"):
-        evaluate_bag(synth_bag, IMG, model=small_model, input_size=(256, 512), resize="stretch", progress=False)
+        evaluate_bag(synth_bag, IMG, model=tiny_model, input_size=(256, 512), resize="stretch", progress=False)
     assert (seen["input_size"], seen["resize"]) == ((256, 512), "stretch")
 
 
@@ -318,7 +314,7 @@ def test_bag_play_without_rclpy_says_so(synth_bag: Path, monkeypatch, capsys) ->
 
 
 def test_hle_core_bag_tools_do_not_import_ros() -> None:
-    code = ("import sys, hle_core.bags, hle_core.commands.bag_play, hle_core.commands.bag_eval, hle_core.cli;"
+    code = ("import sys, hle_core.bags, hle_core.commands.bag_eval, hle_core.cli;"
             "hle_core.cli.build_parser();"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('rclpy', 'hle_ros', 'sensor_msgs')];"
             "assert not bad, bad")

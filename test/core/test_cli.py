@@ -105,7 +105,8 @@ def test_info_json_reports_this_interpreter(info_report):
                              ("tensorrt", "cuda")}
     assert backends["torch", "cpu"]["available"]
     assert backends["torch", "cuda"]["available"] == torch.cuda.is_available()
-    assert backends["onnxruntime", "cpu"]["available"] == ("CPUExecutionProvider" in onnxruntime.get_available_providers())
+    assert backends["onnxruntime", "cpu"]["available"] == (
+        "CPUExecutionProvider" in onnxruntime.get_available_providers())
     assert backends["onnxruntime", "cuda"]["available"] == (
         "CUDAExecutionProvider" in onnxruntime.get_available_providers() and torch.cuda.is_available())
     assert backends["tensorrt", "cuda"]["available"] == (trt_ok and torch.cuda.is_available())
@@ -113,6 +114,7 @@ def test_info_json_reports_this_interpreter(info_report):
         assert b["reason"], f"backend {b['name']} ({b['device']}) gives no reason"
 
 
+@pytest.mark.slow  # a second `hle info` process: ~25 s on the 2-core machine
 def test_info_text_lists_the_same_backends(info_report):
     out = run_hle("info")
     assert out.returncode == 0, out.stderr

@@ -119,7 +119,8 @@ def test_class_table_errors(classes, message):
         ClassTable(classes)
 
 
-@pytest.mark.parametrize("entry", [{"name": "road", "isthing": False}, {"id": 7, "isthing": False}, {"id": 7, "name": "x"}])
+@pytest.mark.parametrize("entry", [{"name": "road", "isthing": False}, {"id": 7, "isthing": False},
+                                   {"id": 7, "name": "x"}])
 def test_class_entry_missing_key(entry):
     with pytest.raises(ConfigError, match=r"bad class table entry"):
         HLEConfig.from_dict({"classes": [entry]})

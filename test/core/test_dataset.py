@@ -6,7 +6,7 @@ from torch.utils.data import DataLoader
 
 from hle_core.config import LossConfig, ModelConfig, street_class_table
 from hle_core.data.dataset import PanopticDataset, SyntheticDataset, panoptic_to_targets
-from hle_core.data.formats import CocoPanopticWriter, coco_paths
+from hle_core.data.coco_panoptic import CocoPanopticWriter, coco_paths
 from hle_core.data.synthetic import SceneGenerator
 from hle_core.data.transforms import (ColorJitter, Compose, RandomCrop, RandomHorizontalFlip, RandomScale,
                                       ResizeMaxSide, train_transforms)

@@ -38,8 +38,10 @@ from hle_core.decoding import (
     window_pixel_counts,
 )
 from hle_core.decoding import instances as instances_module
+from hle_core.decoding import panoptic as panoptic_module
 from hle_core.decoding import refine as refine_module
-from hle_core.decoding import (COARSE_FACTOR, border_cells, cell_pixels, neighbourhood_masks)
+from hle_core.decoding import (COARSE_FACTOR, EXACT_MAX_PIXELS, EXACT_MAX_SEEDS, border_cells, cell_pixels,
+                               neighbourhood_masks)
 from hle_core.decoding import semantic as semantic_module
 from hle_core.kernels import class_logits, instance_kernel
 
@@ -512,7 +514,7 @@ def test_split_embedding_variant_decodes_semantics_from_first_half_and_instances
     import torch.nn.functional as F
 
     from hle_core.config import ClassInfo, ClassTable, DecoderConfig
-    from hle_core.decoding import decode_batch, variant_inputs
+    from hle_core.decoding import decode_batch, decoder_inputs
     from hle_core.kernels import class_logits
 
     classes = ClassTable((ClassInfo(7, "road", False), ClassInfo(23, "sky", False), ClassInfo(26, "car", True)))
@@ -528,7 +530,7 @@ def test_split_embedding_variant_decodes_semantics_from_first_half_and_instances
     params = {"class_means": means, "class_sigma": torch.full((3,), 0.3)}
     maps = {"embedding": e[None], "sigma": torch.full((1, 1, h, w), 0.5),
             "sigma_spatial": torch.full((1, 1, h, w), 0.5), "seed": torch.zeros(1, 1, h, w)}
-    out, p = variant_inputs(maps, params, split_embedding=True)
+    out, p = decoder_inputs(maps, params, split_embedding=True)
     assert torch.allclose(out["embedding"][0], F.normalize(ins, dim=0))
     assert torch.allclose(out["semantic_logits"],
                           class_logits(F.normalize(e[None, :4], dim=1), F.normalize(means[:, :4], dim=1),
@@ -536,7 +538,7 @@ def test_split_embedding_variant_decodes_semantics_from_first_half_and_instances
     cfg = DecoderConfig(min_stuff_area=1, min_instance_area=1, stuff_threshold=0.1)
     res = decode_batch(maps, params, classes, cfg, coord_scale=32.0, split_embedding=True)[0]
     assert (res.panoptic[:, : w // 2] == 7).all() and (res.panoptic[:, w // 2:] == 23).all()
-    unchanged, _ = variant_inputs(maps, params, split_embedding=False)
+    unchanged, _ = decoder_inputs(maps, params, split_embedding=False)
     assert unchanged["embedding"] is maps["embedding"] and "semantic_logits" not in unchanged
 
 
@@ -548,7 +550,7 @@ def test_refined_full_decode_equals_the_exact_decoder_on_a_street_scene():
     scene.add_stuff(slice(10, 12), slice(20, 240), "sidewalk")         # a 2-px strip, thinner than a cell
     scene.add_instance(slice(200, 240), slice(300, 303), "person", direction=3, score=0.97, seed_radius=2.0)
     exact = scene.decode(coarse_factor=1)
-    refined = scene.decode()                                           # the default: coarse + refinement
+    refined = scene.decode(exact_max_pixels=0)                         # coarse + refinement, whatever the size
     np.testing.assert_array_equal(refined.panoptic.numpy(), exact.panoptic.numpy())
     np.testing.assert_array_equal(refined.panoptic.numpy(), scene.expected_panoptic())
     np.testing.assert_array_equal(refined.semantic.numpy(), exact.semantic.numpy())
@@ -561,17 +563,40 @@ def test_refined_full_decode_equals_the_exact_decoder_on_a_street_scene():
         scene.decode(coarse_factor=0)
 
 
+def test_small_maps_with_few_seeds_take_the_exact_path(monkeypatch):
+    """Default full decode: at most exact_max_pixels pixels and EXACT_MAX_SEEDS kept seeds → the exact decoder
+    (no coarse cells at all); one pixel over the limit → the bounded path."""
+    scene = _street_scene(126, 250, scale=2)
+    n = scene.embedding.shape[1] * scene.embedding.shape[2]
+    calls = []
+    real = panoptic_module.label_segments_refined
+    monkeypatch.setattr(panoptic_module, "label_segments_refined",
+                        lambda *a, **kw: calls.append(a[0].shape) or real(*a, **kw))
+    auto, exact = scene.decode(exact_max_pixels=n), scene.decode(coarse_factor=1)
+    assert calls == []
+    for name in ("panoptic", "semantic", "ids", "category_ids", "is_thing", "areas", "boxes"):
+        assert torch.equal(getattr(auto, name), getattr(exact, name)), name
+    assert auto.num_instances >= 3
+    bounded = scene.decode(exact_max_pixels=n - 1)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(bounded.panoptic.numpy(), exact.panoptic.numpy())
+    # per-pixel multiply-adds: the exact path's worst case stays within the bounded path's (max_seeds = 256, f = 4)
+    bounded_worst = (K * D + 256 * (D + 4)) / COARSE_FACTOR ** 2 + K * D + 32 * (D + 4)
+    assert EXACT_MAX_PIXELS >= 256 * 512 and K * D + EXACT_MAX_SEEDS * (D + 4) <= bounded_worst
+
+
 def test_refined_decode_keeps_instance_borders_exact_between_touching_instances():
     scene = Scene(64, 96)
     scene.add_instance(slice(10, 50), slice(5, 47), "car", 0, score=0.9, seed_radius=4.0)
     scene.add_instance(slice(10, 50), slice(47, 90), "car", 2, score=0.8, seed_radius=4.0)   # border inside a cell
-    res = scene.decode(coarse_factor=8)
+    res = scene.decode(coarse_factor=8, exact_max_pixels=0)
     np.testing.assert_array_equal(res.panoptic.numpy(), scene.expected_panoptic())
     _check_consistency(res, scene.embedding)
 
 
 def test_worst_case_work_is_bounded_by_cells_not_pixels(monkeypatch):
-    """max_seeds seeds all kept: Φ over all seeds only ever sees cells; pixels see at most 9 candidates."""
+    """max_seeds seeds all kept: Φ over all seeds only ever sees cells; pixels see at most 9 candidates. The map
+    is small enough for the exact path, but more than EXACT_MAX_SEEDS seeds survive: the bounded path decodes."""
     h, w, f = 96, 128, COARSE_FACTOR
     scene = Scene(h, w)
     n = 0
@@ -645,6 +670,6 @@ def test_refined_decode_with_separate_semantic_logits_equals_the_exact_decoder()
     logits = 1.5 * class_logits(e.reshape(D, -1), CLASS_MEANS, torch.full((K,), CLASS_SIGMA, dtype=torch.float64))
     logits = logits.reshape(K, *e.shape[1:])                            # Table-6 branch: replaces eq. 9's logits
     exact = scene.decode(semantic_logits=logits, coarse_factor=1)
-    refined = scene.decode(semantic_logits=logits)
+    refined = scene.decode(semantic_logits=logits, exact_max_pixels=0)
     assert torch.equal(refined.panoptic, exact.panoptic) and torch.equal(refined.ids, exact.ids)
     torch.testing.assert_close(refined.scores, exact.scores)

@@ -31,10 +31,10 @@ from hle_core.runtime import tensorrt_backend as trt_mod
 from hle_core.runtime.base import BackendUnavailable
 from hle_core.runtime.engine_cache import (EngineCache, EngineCacheError, EngineKey, ForeignEngineError, file_sha256,
                                            key_differences, read_sidecar, sidecar_path, verify_engine, write_engine)
-from hle_core.runtime.export import (INPUT_NAME, ProfileShapes, TensorRTBuildError, build_tensorrt_engine,
-                                     export_onnx, onnx_io_shapes, read_onnx_metadata)
+from hle_core.runtime.export import INPUT_NAME, export_onnx, onnx_io_shapes, read_onnx_metadata
 from hle_core.runtime.tensorrt_backend import (EngineIOMismatchError, EngineMismatchError, TensorRTBackend,
                                                check_engine_io, resolve_profile)
+from hle_core.runtime.tensorrt_build import ProfileShapes, TensorRTBuildError, build_tensorrt_engine
 
 ort = pytest.importorskip("onnxruntime")
 SHA = "ab" * 32
@@ -429,6 +429,7 @@ def calls_named(fake, name):
 
 
 @pytest.mark.parametrize("version,flags", [("10.3.0", 0), ("8.6.1", 1 << 0)])
+@pytest.mark.slow                  # the onnx_files fixture exports two ONNX graphs (~20 s)
 def test_builder_uses_the_documented_api(onnx_files, version, flags):
     _, static, dynamic = onnx_files
     fake = make_fake_tensorrt(version)
@@ -446,6 +447,7 @@ def test_builder_uses_the_documented_api(onnx_files, version, flags):
     assert not calls_named(fake, "set_flag") and not calls_named(fake, "set_shape")   # static graph: no profile
 
 
+@pytest.mark.slow                  # the onnx_files fixture exports two ONNX graphs (~20 s)
 def test_builder_reports_parse_and_build_failures(onnx_files):
     _, static, dynamic = onnx_files
     fake = make_fake_tensorrt()
@@ -459,6 +461,7 @@ def test_builder_reports_parse_and_build_failures(onnx_files):
         build_tensorrt_engine(dynamic, trt=make_fake_tensorrt())
 
 
+@pytest.mark.slow                  # the onnx_files fixture exports two ONNX graphs (~20 s)
 def test_tensorrt_backend_binds_tensors_and_matches_torch(onnx_files, fake_gpu, tmp_path):
     model, static, dynamic = onnx_files
     backend = TensorRTBackend.from_onnx(dynamic, cache_dir=tmp_path, input_size=(64, 96), fp16=True)
@@ -486,6 +489,7 @@ def test_tensorrt_backend_binds_tensors_and_matches_torch(onnx_files, fake_gpu, 
     assert forced.built and len(calls_named(fake_gpu, "build_serialized_network")) == builds + 1
 
 
+@pytest.mark.slow                  # the onnx_files fixture exports two ONNX graphs (~20 s)
 def test_new_tensorrt_version_rebuilds_and_old_engine_is_refused(onnx_files, fake_gpu, tmp_path):
     _, static, _ = onnx_files
     old = TensorRTBackend.from_onnx(static, cache_dir=tmp_path)
@@ -504,6 +508,7 @@ def test_new_tensorrt_version_rebuilds_and_old_engine_is_refused(onnx_files, fak
         TensorRTBackend(bogus)
 
 
+@pytest.mark.slow                  # the onnx_files fixture exports two ONNX graphs (~20 s)
 def test_engine_io_mismatch_is_refused(onnx_files, fake_gpu, tmp_path):
     _, static, _ = onnx_files
     fake_gpu.extra_output = "semantic_logits"
@@ -511,6 +516,7 @@ def test_engine_io_mismatch_is_refused(onnx_files, fake_gpu, tmp_path):
         TensorRTBackend.from_onnx(static, cache_dir=tmp_path)
 
 
+@pytest.mark.slow                  # the onnx_files fixture exports two ONNX graphs (~20 s)
 def test_changed_onnx_file_gets_a_new_engine(onnx_files, fake_gpu, tmp_path):
     model, static, _ = onnx_files
     copy = tmp_path / "model.onnx"
@@ -533,6 +539,7 @@ def test_without_tensorrt_the_backend_is_unavailable_with_a_clear_message(monkey
         trt_mod.import_tensorrt()
 
 
+@pytest.mark.slow                  # the onnx_files fixture exports two ONNX graphs (~20 s)
 def test_cli_export_tensorrt_writes_engine_and_sidecar(onnx_files, fake_gpu, tmp_path, capsys):
     import argparse
 
@@ -560,6 +567,7 @@ def test_cli_export_tensorrt_writes_engine_and_sidecar(onnx_files, fake_gpu, tmp
 
 
 # --- int8 (issue 15): the calibration cache written by `hle export onnx --int8` -------------------------------
+@pytest.mark.slow                  # the onnx_files fixture exports two ONNX graphs (~20 s)
 def test_int8_engine_reads_the_calibration_cache(onnx_files, fake_gpu, tmp_path, capsys):
     import argparse
 

@@ -18,7 +18,7 @@ import torch
 from hle_core.cli import build_parser, main
 from hle_core.config import HLEConfig
 from hle_core.data import PanopticDataset
-from hle_core.evaluation.png_io import read_panoptic_png
+from hle_core.panoptic_io import read_panoptic_png
 from hle_core.evaluation.predict import evaluate_model, flip_average, infer_outputs
 from hle_core.model import build_model, load_model, save_checkpoint
 

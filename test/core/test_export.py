@@ -171,6 +171,7 @@ def test_sizes_not_multiples_of_32_are_rejected(model, tmp_path, h, w):
     assert not (tmp_path / "bad.onnx").exists()
 
 
+@pytest.mark.slow  # ~17 s on the 2-core machine
 def test_simplified_graph_keeps_parity_and_metadata(model, tmp_path):
     pytest.importorskip("onnxslim", reason="onnxslim not installed")
     path = export_onnx(model, tmp_path / "slim.onnx", dynamic=True, simplify=True)

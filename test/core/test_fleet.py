@@ -17,9 +17,9 @@ import pytest
 
 pytest.importorskip("rosbags")
 
-from hle_core.bags import evaluate_bag, write_synthetic_bag  # noqa: E402
-from hle_core.bags.fleet import TEST_CRASH_ENV, FleetSettings, expand_bags, run_fleet  # noqa: E402
-from hle_core.cli import main  # noqa: E402
+from hle_core.bags import evaluate_bag, write_synthetic_bag
+from hle_core.bags.fleet import TEST_CRASH_ENV, FleetSettings, expand_bags, run_fleet
+from hle_core.cli import main
 
 MODEL = Path(__file__).resolve().parents[2] / "models" / "hle_street.pt"
 IMG, GT = "/camera/image_raw", "/camera/panoptic_gt"
@@ -113,6 +113,7 @@ def test_fleet_sums_equal_single_bag(bags: dict[str, Path], serial: dict, tmp_pa
 
 
 # --- process pool: same numbers, a killed worker retried, a resumed run recomputes nothing up to date --------------
+@pytest.mark.slow
 def test_pool_killed_worker_corrupt_bag_and_resume(bags: dict[str, Path], serial: dict, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     crash = tmp_path / "crash"
@@ -155,6 +156,7 @@ def test_pool_killed_worker_corrupt_bag_and_resume(bags: dict[str, Path], serial
     no_tmp_files(out)
 
 
+@pytest.mark.slow
 def test_pool_retries_are_bounded(bags: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """max_retries=0: the bag whose worker dies is a row ("worker died"), not reused by the next run."""
     crash = tmp_path / "crash"
@@ -196,7 +198,7 @@ def test_latency_histograms_merge_and_match_exact_percentiles() -> None:
     import numpy as np
 
     from hle_core.bags.fleet_report import _merge_histograms, histogram_percentiles, latency_histogram
-    from hle_core.bags.metrics import latency_percentiles
+    from hle_core.bags.metrics import stage_latency_percentiles
 
     rng = np.random.default_rng(0)
     parts = [[{"total": float(v), "infer": float(v) / 2} for v in rng.lognormal(3, 0.7, n)] for n in (50, 300, 7)]
@@ -205,7 +207,7 @@ def test_latency_histograms_merge_and_match_exact_percentiles() -> None:
         _merge_histograms(merged, latency_histogram(part))
     whole = sum(parts, [])
     assert merged == {k: {**v, "sum": pytest.approx(v["sum"])} for k, v in latency_histogram(whole).items()}
-    got, exact = histogram_percentiles(merged), latency_percentiles(whole)
+    got, exact = histogram_percentiles(merged), stage_latency_percentiles(whole)
     for stage in ("total", "infer"):
         assert got[stage]["n"] == exact[stage]["n"] == 357 and got[stage]["max"] == exact[stage]["max"]
         assert got[stage]["mean"] == pytest.approx(exact[stage]["mean"], rel=1e-12)

@@ -6,9 +6,10 @@ import pytest
 from PIL import Image
 
 from hle_core.config import street_class_table
-from hle_core.data.formats import (CityscapesPanopticReader, CityscapesReader, CityscapesWriter,
-                                   CocoPanopticReader, CocoPanopticWriter, PanopticFileNotFoundError,
-                                   PanopticFormatError, UnknownCategoryError, coco_paths, id_to_rgb, rgb_to_id)
+from hle_core.data.cityscapes import CityscapesPanopticReader, CityscapesReader, CityscapesWriter
+from hle_core.data.coco_panoptic import CocoPanopticReader, CocoPanopticWriter, coco_paths
+from hle_core.panoptic_io import (PanopticFileNotFoundError, PanopticFormatError, UnknownCategoryError, id_to_rgb,
+                                  rgb_to_id)
 from hle_core.data.synthetic import SceneGenerator
 
 CLASSES = street_class_table()
@@ -80,6 +81,23 @@ def test_rgb_id_encoding_matches_formula():
     assert np.array_equal(rgb_to_id(id_to_rgb(ids)), ids)
     with pytest.raises(ValueError, match="256"):
         id_to_rgb(np.array([[256**3]]))
+
+
+def test_one_codec_and_one_exception_hierarchy(tmp_path):
+    import hle_core.data as data
+    import hle_core.evaluation as evaluation
+    from hle_core.panoptic_io import read_panoptic_png, write_panoptic_png
+
+    ids = np.array([[0, 1, 256**3 - 1], [65536, 26003, 255]])
+    write_panoptic_png(tmp_path / "x.png", ids)
+    back = read_panoptic_png(tmp_path / "x.png")
+    assert back.dtype == np.uint32 and np.array_equal(back, ids)            # every 24-bit id, no sign
+    assert rgb_to_id(id_to_rgb(ids)).dtype == np.uint32
+    for name in ("PanopticFormatError", "PanopticFileNotFoundError", "UnknownCategoryError"):
+        assert getattr(data, name) is getattr(evaluation, name)
+    (tmp_path / "p.json").write_text("{")
+    with pytest.raises(evaluation.PanopticFormatError, match=r"p\.json"):   # a data-set error, caught as one
+        CocoPanopticReader(tmp_path / "p.json", tmp_path)
 
 
 def test_coco_round_trip_is_exact(tmp_path):

@@ -84,6 +84,7 @@ def test_bad_input_shape_is_refused():
 
 
 # --- eq. 17 ------------------------------------------------------------------------------
+@pytest.mark.slow  # Thomson optimisations: 7-12 s each on the 2-core machine
 def test_thomson_spreads_means_more_than_random():
     for k, d in ((8, 12), (19, 12), (30, 16)):
         random = torch.nn.functional.normalize(torch.randn(k, d, generator=torch.Generator().manual_seed(1)), dim=1)
@@ -93,6 +94,7 @@ def test_thomson_spreads_means_more_than_random():
         torch.testing.assert_close(spread.norm(dim=1), torch.ones(k))
 
 
+@pytest.mark.slow
 def test_thomson_reaches_the_simplex_when_k_le_d_plus_1():
     # for K <= D + 1 the global minimum is the regular simplex: cos = -1/(K-1) for every pair
     mu = thomson_init(5, 8, steps=800).double()
@@ -101,6 +103,7 @@ def test_thomson_reaches_the_simplex_when_k_le_d_plus_1():
     torch.testing.assert_close(cos[off], torch.full((20,), -0.25, dtype=torch.float64), atol=2e-3, rtol=0)
 
 
+@pytest.mark.slow
 def test_thomson_is_deterministic_and_validates():
     torch.testing.assert_close(thomson_init(6, 4, seed=3), thomson_init(6, 4, seed=3))
     with pytest.raises(ValueError):

@@ -24,6 +24,10 @@ from hle_core.evaluation import (Categories, MissingPredictionError, PanopticFil
 from hle_core.evaluation import pq as pq_module
 
 ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:                   # scripts/ is not an installed package
+    sys.path.insert(0, str(ROOT))
+from scripts.panopticapi_runner import panopticapi_python  # noqa: E402
+from scripts.panopticapi_runner import run_panopticapi as _run_panopticapi  # noqa: E402
 TOL = 1e-9
 
 # ----------------------------------------------------------------------------------------------------
@@ -145,40 +149,13 @@ def _assert_same_pq(ours: dict, ref: dict) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------
-# (b1) panopticapi itself, when the tool venv exists
-_PANOPTICAPI_SCRIPT = r"""
-import json, sys
-from panopticapi.evaluation import pq_compute_single_core
-gt_json, pred_json, gt_folder, pred_folder, out = sys.argv[1:6]
-gt = json.load(open(gt_json)); pred = json.load(open(pred_json))
-cats = {c["id"]: c for c in gt["categories"]}
-by_id = {a["image_id"]: a for a in pred["annotations"]}
-stat = pq_compute_single_core(0, [(a, by_id[a["image_id"]]) for a in gt["annotations"]], gt_folder, pred_folder, cats)
-res = {}
-for name, isthing in [("All", None), ("Things", True), ("Stuff", False)]:
-    res[name], per_class = stat.pq_average(cats, isthing=isthing)
-    if name == "All":
-        res["per_class"] = per_class
-json.dump(res, open(out, "w"), default=float)
-"""
-
-
-def _panopticapi_python() -> Path | None:
-    env = os.environ.get("HLE_PANOPTICAPI_PYTHON")
-    path = Path(env) if env else ROOT / ".venv-panopticapi" / "bin" / "python"
-    return path if path.exists() else None
-
-
+# (b1) panopticapi itself, when the tool venv exists (the runner bench/bench_pq.py uses too)
 def run_panopticapi(paths: dict, tmp: Path) -> dict:
-    py = _panopticapi_python()
-    if py is None:
+    if panopticapi_python() is None:
         pytest.skip("panopticapi tool venv not found (create it with scripts/panopticapi_venv.sh or set "
                     "HLE_PANOPTICAPI_PYTHON); the recorded-oracle and hand-computed tests still ran")
-    script, out = tmp / "run_panopticapi.py", tmp / "panopticapi.json"
-    script.write_text(_PANOPTICAPI_SCRIPT)
-    subprocess.run([str(py), str(script), str(paths["gt_json"]), str(paths["pred_json"]), str(paths["gt_folder"]),
-                    str(paths["pred_folder"]), str(out)], check=True, capture_output=True, timeout=120)
-    return json.loads(out.read_text())
+    return _run_panopticapi(paths["gt_json"], paths["pred_json"], paths["gt_folder"], paths["pred_folder"],
+                            tmp / "panopticapi.json")
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
@@ -191,7 +168,8 @@ def test_matches_panopticapi_on_random_data(tmp_path, seed):
 
 # ----------------------------------------------------------------------------------------------------
 # (b2) recorded oracle: the numbers panopticapi-lite 0.2.0 (numpy 1.26.4, Pillow 13.0) computed for
-# write_random_dataset(dir, seed=2021, n_images=10), copied from a real run of the script above:
+# write_random_dataset(dir, seed=2021, n_images=10), copied from a real run of panopticapi's script
+# (scripts/panopticapi_runner.py PANOPTICAPI_SCRIPT):
 #   .venv-panopticapi/bin/python run_panopticapi.py gt.json pred.json gt pred out.json
 # The fixture uses np.random.RandomState, whose stream NumPy keeps stable across versions.
 RECORDED_SEED = 2021
@@ -372,6 +350,12 @@ def test_bincount_path_equals_calchist_path(tmp_path, monkeypatch):
     fast = _ours(paths, workers=1)
     monkeypatch.setattr(pq_module, "_CALCHIST_MAX_PIXELS", 0)
     assert _ours(paths, workers=1) == fast
+
+
+def test_thread_pool_gives_the_numbers_of_one_thread_bit_for_bit(tmp_path):
+    paths = write_random_dataset(tmp_path / "d", 12, n_images=7)
+    one = _ours(paths, workers=1)
+    assert _ours(paths, workers=2) == one and _ours(paths, workers=3) == one
 
 
 def test_many_segments_uint16_path():

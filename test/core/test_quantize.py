@@ -34,11 +34,11 @@ def _cli(argv: list[str]) -> argparse.Namespace:
 
 
 @pytest.fixture(scope="module")
-def quantized(small_model, tmp_path_factory):
+def quantized(tiny_model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("int8")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(folder)                                              # a relative --out, as users type it
-        args = _cli(["export", "onnx", "--checkpoint", str(small_model), "--out", "small.int8.onnx", "--height",
+        args = _cli(["export", "onnx", "--checkpoint", str(tiny_model), "--out", "small.int8.onnx", "--height",
                      str(H), "--width", str(W), "--int8", "--calibration", str(N_CAL)])
         assert args.func(args) == 0
     out = folder / "small.int8.onnx"

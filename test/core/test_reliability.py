@@ -21,20 +21,15 @@ def digest(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def tiny_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("rosbags")
-    from hle_core.bags import write_synthetic_bag
-
-    path = tmp_path_factory.mktemp("bag") / "v.mcap"
-    write_synthetic_bag(path, num_clips=1, frames=1, size=SIZE, seed=3, progress=False)
-    return path
+def tiny_bag(synthetic_bag) -> Path:
+    return synthetic_bag(num_clips=1, frames=1, size=SIZE, seed=3)
 
 
 # --- case 1: data loss: --output-bag / --overwrite never delete an input or a non-bag ----------------------------
-def test_case01_bag_eval_output_bag_never_replaces_the_input_bag(tiny_bag: Path, small_model: Path, tmp_path: Path,
+def test_case01_bag_eval_output_bag_never_replaces_the_input_bag(tiny_bag: Path, tiny_model: Path, tmp_path: Path,
                                                                    capsys) -> None:
     before = digest(tiny_bag)
-    base = ["bag-eval", "--bag", str(tiny_bag), "--image-topic", IMG, "--model", str(small_model), "--backend",
+    base = ["bag-eval", "--bag", str(tiny_bag), "--image-topic", IMG, "--model", str(tiny_model), "--backend",
             "torch", "--device", "cpu", "--out", str(tmp_path / "o"), "--no-progress", "--no-plots"]
     for extra in ([], ["--overwrite"]):
         assert main(base + ["--output-bag", str(tiny_bag)] + extra) == 2
@@ -46,11 +41,11 @@ def test_case01_bag_eval_output_bag_never_replaces_the_input_bag(tiny_bag: Path,
     assert digest(tiny_bag) == before
 
 
-def test_case01_bag_eval_output_bag_never_replaces_a_non_bag(tiny_bag: Path, small_model: Path, tmp_path: Path,
+def test_case01_bag_eval_output_bag_never_replaces_a_non_bag(tiny_bag: Path, tiny_model: Path, tmp_path: Path,
                                                                capsys) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_text("my notes\n")
-    base = ["bag-eval", "--bag", str(tiny_bag), "--image-topic", IMG, "--model", str(small_model), "--backend",
+    base = ["bag-eval", "--bag", str(tiny_bag), "--image-topic", IMG, "--model", str(tiny_model), "--backend",
             "torch", "--device", "cpu", "--out", str(tmp_path / "o"), "--no-progress", "--no-plots",
             "--output-bag", str(notes)]
     assert main(base) == 2
@@ -228,13 +223,14 @@ def test_case03_compressed_bomb_is_refused_before_decoding(monkeypatch) -> None:
 
 
 # --- case 4: the checkpoint -> ONNX cache verifies the cached file's own bytes ----------------------------------
-def test_case04_tampered_cached_onnx_with_the_right_label_is_re_exported(small_model: Path, tmp_path: Path,
+@pytest.mark.slow  # ONNX exports of the checkpoint: ~40 s on the 2-core machine
+def test_case04_tampered_cached_onnx_with_the_right_label_is_re_exported(tiny_model: Path, tmp_path: Path,
                                                                            caplog) -> None:
     onnx = pytest.importorskip("onnx")
     from hle_core.runtime import cached_onnx_for_checkpoint, read_onnx_metadata
     from hle_core.runtime.engine_cache import file_sha256, sidecar_path
 
-    out = cached_onnx_for_checkpoint(small_model, tmp_path, input_size=(64, 64))
+    out = cached_onnx_for_checkpoint(tiny_model, tmp_path, input_size=(64, 64))
     good = file_sha256(out)
     assert sidecar_path(out).is_file()
     proto = onnx.load(str(out))
@@ -244,13 +240,13 @@ def test_case04_tampered_cached_onnx_with_the_right_label_is_re_exported(small_m
             init.raw_data = bytes(len(init.raw_data))
             zeroed += 1
     onnx.save(proto, str(out))
-    assert read_onnx_metadata(out).props["hle.source_sha256"] == file_sha256(small_model) and file_sha256(out) != good
+    assert read_onnx_metadata(out).props["hle.source_sha256"] == file_sha256(tiny_model) and file_sha256(out) != good
     with caplog.at_level("WARNING", logger="hle_core.runtime"):
-        again = cached_onnx_for_checkpoint(small_model, tmp_path, input_size=(64, 64))
+        again = cached_onnx_for_checkpoint(tiny_model, tmp_path, input_size=(64, 64))
     assert again == out and file_sha256(out) == good            # re-exported (the export is deterministic)
     assert "content changed after it was cached" in caplog.text
     caplog.clear()
-    cached_onnx_for_checkpoint(small_model, tmp_path, input_size=(64, 64))      # intact: reused silently
+    cached_onnx_for_checkpoint(tiny_model, tmp_path, input_size=(64, 64))      # intact: reused silently
     assert "not reused" not in caplog.text
 
 
@@ -305,16 +301,13 @@ def test_case06_partial_checkpoints_are_removed_at_the_next_start(tmp_path: Path
 
 
 # --- case 13: disk full during a checkpoint save: one clear error, the previous checkpoint kept -------------------
-def test_case13_disk_full_during_save_names_the_file_and_keeps_the_old_one(tmp_path: Path, monkeypatch) -> None:
+def test_case13_disk_full_during_save_names_the_file_and_keeps_the_old_one(tmp_path: Path, monkeypatch,
+                                                                            tiny_config) -> None:
     import os
 
-    from hle_core.config import HLEConfig
     from hle_core.model import CheckpointError, build_model, load_checkpoint, save_checkpoint
 
-    cfg = HLEConfig()
-    cfg.model.backbone, cfg.model.pretrained = "mobilenet_v2", None
-    cfg.model.aspp_channels, cfg.model.decoder_channels, cfg.model.low_level_channels = 16, 16, 8
-    model = build_model(cfg)
+    model = build_model(tiny_config())
     path = save_checkpoint(tmp_path / "last.pt", model, step=1)
     before = digest(path)
     real_fdopen = os.fdopen
@@ -338,10 +331,10 @@ def one_line_error(capsys, command: str) -> str:
     return err
 
 
-def test_case10_expected_errors_are_one_line_and_exit_2(small_model: Path, tiny_bag: Path, tmp_path: Path,
+def test_case10_expected_errors_are_one_line_and_exit_2(tiny_model: Path, tiny_bag: Path, tmp_path: Path,
                                                         capsys) -> None:
     trunc, rand, rand_onnx = tmp_path / "trunc.pt", tmp_path / "rand.pt", tmp_path / "rand.onnx"
-    data = small_model.read_bytes()
+    data = tiny_model.read_bytes()
     trunc.write_bytes(data[:len(data) // 2])
     rng = np.random.default_rng(0)
     rand.write_bytes(rng.bytes(4096))
@@ -353,12 +346,12 @@ def test_case10_expected_errors_are_one_line_and_exit_2(small_model: Path, tiny_
         (export + [str(tmp_path / "missing.pt")], "export", "missing.pt"),
         (export + [str(trunc)], "export", "trunc.pt"),
         (export + [str(rand)], "export", "rand.pt"),
-        (export[:-2] + [str(a_file / "m.onnx"), "--checkpoint", str(small_model)], "export", "a_file"),
+        (export[:-2] + [str(a_file / "m.onnx"), "--checkpoint", str(tiny_model)], "export", "a_file"),
         (["synth", "--out", str(tmp_path / "s"), "--num", "0"], "synth", "--num"),
         (["synth", "--out", str(tmp_path / "s"), "--num", "-2"], "synth", "--num"),
         (["bag-eval", "--bag", str(tiny_bag), "--image-topic", IMG, "--model", str(rand_onnx), "--out",
           str(tmp_path / "e")], "bag-eval", "rand.onnx"),
-        (["bag-eval", "--bag", str(a_file), "--image-topic", IMG, "--model", str(small_model), "--out",
+        (["bag-eval", "--bag", str(a_file), "--image-topic", IMG, "--model", str(tiny_model), "--out",
           str(tmp_path / "e")], "bag-eval", "not a rosbag2 bag"),
     ]
     bad_yaml = tmp_path / "recipe.yaml"

@@ -15,7 +15,7 @@ import torch
 
 from hle_core.config import HLEConfig
 from hle_core.model import OUTPUT_NAMES, build_model, save_checkpoint
-from hle_core.runtime import select as sel
+from hle_core.runtime import factory as sel
 from hle_core.runtime.base import Backend, BackendUnavailable
 from hle_core.runtime.export import OnnxMetadataError, export_onnx
 from hle_core.runtime.onnx_backend import OnnxRuntimeBackend

@@ -54,7 +54,8 @@ def test_damaged_cache_is_rebuilt(tmp_path):
     np.testing.assert_array_equal(again[1][1], expected)
     meta = json.loads((again.folder / "meta.json").read_text())
     (again.folder / "meta.json").write_text(json.dumps({**meta, "key": "stale"}))
-    assert SceneCache.open(tmp_path, 2, 0, SIZE, classes, workers=1, progress=False)._invalid_reason(meta["key"]) is None
+    reopened = SceneCache.open(tmp_path, 2, 0, SIZE, classes, workers=1, progress=False)
+    assert reopened._invalid_reason(meta["key"]) is None
 
 
 def test_bad_generator_options_fail_before_rendering(tmp_path):

@@ -80,6 +80,7 @@ class Interrupted(Exception):
     """Stands for a crash (power cut, pre-emption) between two checkpoints."""
 
 
+@pytest.mark.slow  # ~25 s on the 2-core machine
 def test_resume_continues_exactly(tmp_path):
     """4 steps straight == the same run killed after step 3 (last checkpoint: step 2) and resumed to 4.
 
@@ -124,6 +125,7 @@ def test_resume_from_a_run_that_ended_on_an_epoch_boundary_extends_it(tmp_path):
         {"step": 5, "epoch": 1, "batch_in_epoch": 2}
 
 
+@pytest.mark.slow  # ~30 s
 def test_stop_at_runs_a_chunk_of_the_schedule_and_resume_continues_exactly(tmp_path):
     """train.stop_at=2 of a 4-step schedule writes last.pt at step 2 (no final.pt); --resume with stop_at=0
     continues to step 4 with the same weights as the straight run: the schedule is the one of `steps` throughout."""
@@ -140,6 +142,7 @@ def test_stop_at_runs_a_chunk_of_the_schedule_and_resume_continues_exactly(tmp_p
     assert_same_state(straight["scheduler"], resumed["scheduler"])
 
 
+@pytest.mark.slow  # ~20 s
 def test_resume_refuses_a_checkpoint_of_another_network_or_without_optimizer(tmp_path):
     cfg, tcfg = tiny(tmp_path / "run", data={"num_val": 0})
     other = cfg.override({"model": {"embedding_dim": 6}})
@@ -193,6 +196,7 @@ DDP_WORKER = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow  # two processes: ~45 s
 @pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                     reason="torch.distributed with gloo not available")
 def test_ddp_two_cpu_processes_keep_identical_weights(tmp_path):
@@ -386,6 +390,7 @@ def test_hle_train_corrupt_resume_checkpoint_is_a_clear_error(recipe, tmp_path, 
 
 
 # ---- (f) it learns: the loss falls on a fixed batch ---------------------------------------------------------
+@pytest.mark.slow  # ~25 s
 def test_loss_decreases_on_a_fixed_batch(tmp_path):
     """30 steps of the real training step (train_one_epoch: forward, eq. 16 loss, Adam, poly schedule) on one
     batch. Deterministic on CPU (fixed seeds); measured here: total 4.1 -> ~1.7, seg (eq. 12) 0.89 -> ~0.67."""

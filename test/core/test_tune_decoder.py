@@ -46,6 +46,7 @@ def read_table(path: Path) -> list[dict]:
         return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
 
 
+@pytest.mark.slow  # ~20 s on the 2-core machine
 def test_cli_writes_a_loadable_best_config_and_the_trial_table(ckpt, tmp_path, capsys):
     out = tmp_path / "best.yaml"
     assert tune_cli(ckpt, out, "--save-checkpoint", str(tmp_path / "tuned.pt")) == 0
@@ -72,6 +73,7 @@ def test_cli_writes_a_loadable_best_config_and_the_trial_table(ckpt, tmp_path, c
         assert torch.equal(a, b), k
 
 
+@pytest.mark.slow  # ~16 s
 def test_same_seed_same_search_other_seed_other_search(ckpt, tmp_path):
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
         assert tune_cli(ckpt, tmp_path / f"{name}.yaml", seed=seed, trials=4) == 0

@@ -109,7 +109,8 @@ def test_tune_tracker_memoises_identical_assignments_and_checks_inputs():
 def test_sequences_reset_the_tracker():
     cache = _lookalike_cache(n_frames=4)
     second = [CachedFrame(1, f.panoptic, f.detections, f.category_ids, f.gt) for f in cache.frames]
-    ids = replay_tracker(cache.frames + second, TrackerConfig(min_hits=1, max_center_distance=0.0, center_distance_growth=0.0))
+    ids = replay_tracker(cache.frames + second,
+                         TrackerConfig(min_hits=1, max_center_distance=0.0, center_distance_growth=0.0))
     assert [i.tolist() for i in ids] == [[1, 2]] * 8                          # ids restart at 1 per sequence
 
 
@@ -137,16 +138,11 @@ def test_grid_parsing_and_candidates():
 # ---------------------------------------------------------------------------------------------------
 # the command on a tiny bag, against hle bag-eval
 @pytest.fixture(scope="module")
-def tiny_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("rosbags")
-    from hle_core.cli import main
-
-    path = tmp_path_factory.mktemp("tune_tracker") / "tiny.mcap"
-    assert main(["synth", "--video", "--bag", str(path), "--num", "1", "--frames", "10", "--size", "128x256",
-                 "--seed", "5"]) == 0
-    return path
+def tiny_bag(synthetic_bag) -> Path:
+    return synthetic_bag(num_clips=1, frames=10, size=(128, 256), seed=5)
 
 
+@pytest.mark.slow  # ~25 s on the 2-core machine
 def test_tune_tracker_numbers_equal_bag_eval(tiny_bag: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     from hle_core.bags import evaluate_bag
     from hle_core.cli import main

@@ -233,6 +233,25 @@ def test_build_panoptic_msg_matches_the_label_image() -> None:
         build_panoptic_msg(header, res, classes, 8)
 
 
+def test_message_back_to_a_frame_result_is_the_inverse_of_build_panoptic_msg() -> None:
+    """FrameResult → message (build_panoptic_msg) → FrameResult (frame_from_message): the same segments."""
+    pytest.importorskip("hle_ros.msg", reason="hle_ros messages not built (make setup)")
+    from hle_core.message_fields import frame_from_message
+
+    pan = np.zeros((6, 9), np.int32)
+    pan[:2] = 23
+    pan[3:5, 1:4] = 26000
+    pan[4:6, 6:9] = 26001
+    res = _Result(pan, dim=12)
+    back = frame_from_message(build_panoptic_msg(Header(), res, street_class_table(), 12, "torch", 3.5))
+    np.testing.assert_array_equal(back.panoptic, pan)
+    for name in ("ids", "category_ids", "is_thing", "areas", "boxes", "track_ids"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(res, name), err_msg=name)
+    np.testing.assert_allclose(back.scores, res.scores, rtol=1e-6)
+    np.testing.assert_allclose(back.embeddings, res.embeddings, rtol=1e-6)
+    assert back.timings_ms == {"total": 3.5} and back.embedding is None
+
+
 def test_build_panoptic_msg_all_void() -> None:
     pytest.importorskip("hle_ros.msg", reason="hle_ros messages not built (make setup)")
     res = _Result(np.zeros((1, 1), np.int32), dim=12)           # no segment at all

@@ -7,9 +7,10 @@ import threading
 import pytest
 
 pytest.importorskip("diagnostic_msgs.msg")
-from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticStatus
 
-from hle_ros.diagnostics import FrameStats, diagnostic_status, latency_percentiles  # noqa: E402
+from hle_core.bags.metrics import latency_percentiles
+from hle_ros.diagnostics import FrameStats, diagnostic_status
 
 
 def test_percentiles_against_hand_computed_ranks() -> None:

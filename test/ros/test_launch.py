@@ -16,7 +16,7 @@ import pytest
 
 _REASON = ("launch_testing / launch_ros are not importable: they are not published on PyPI (the "
            "ROS 2 PyPI wheels stop at rclpy and messages); this test runs under `colcon test` on a ROS 2 install")
-launch_testing = pytest.importorskip("launch_testing", reason=_REASON)
+pytest.importorskip("launch_testing", reason=_REASON)
 pytest.importorskip("launch_ros", reason=_REASON)
 
 import launch  # noqa: E402

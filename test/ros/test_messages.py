@@ -35,7 +35,8 @@ SEGMENTS = [(7, 7, 0, False, 5, 0, 0, 3, 2), (11, 11, 1, False, 7, 0, 2, 5, 2), 
             (26000, 26, 3, True, 3, 3, 0, 2, 2), (26001, 26, 3, True, 3, 2, 1, 2, 2)]
 TRACK_IDS = [-1, -1, 2**40 + 3, 0, 17]          # stuff untracked; int64 range beyond int32
 SCORES = [0.5, 0.25, 0.875, 1.0, 0.0]          # exactly representable in float32
-CLASS_NAMES, CLASS_IDS, CLASS_IS_THING = ["road", "building", "person", "car"], [7, 11, 24, 26], [False, False, True, True]
+CLASS_NAMES, CLASS_IDS = ["road", "building", "person", "car"], [7, 11, 24, 26]
+CLASS_IS_THING = [False, False, True, True]
 DIM = 12
 
 
@@ -77,7 +78,8 @@ def build_rosbags_msg(ts):
             id=seg_id, track_id=tid, class_id=cid, class_index=k, is_thing=thing, score=score, area=area,
             bbox=T["sensor_msgs/msg/RegionOfInterest"](x_offset=x, y_offset=y, width=bw, height=bh, do_rectify=False),
             embedding=emb)
-        for (seg_id, cid, k, thing, area, x, y, bw, bh), tid, score, emb in zip(SEGMENTS, TRACK_IDS, SCORES, EMBEDDINGS)]
+        for (seg_id, cid, k, thing, area, x, y, bw, bh), tid, score, emb
+        in zip(SEGMENTS, TRACK_IDS, SCORES, EMBEDDINGS)]
     return T[SEG_TYPE](
         header=header, labels=labels, instances=instances, class_names=CLASS_NAMES,
         class_ids=np.array(CLASS_IDS, np.uint16), class_is_thing=np.array(CLASS_IS_THING, bool), embedding_dim=DIM,
@@ -116,7 +118,7 @@ def check_fields(msg) -> None:
 # ---- the .msg files -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", MSG_NAMES)
 def test_every_field_and_constant_is_commented(name):
-    """Style convention 12: each field carries a comment (units, id encoding) on the lines just above it."""
+    """Each field and constant carries a comment (units, id encoding) on the lines just above it."""
     lines = (MSG_DIR / f"{name}.msg").read_text().splitlines()
     for i, line in enumerate(lines):
         if line.strip() and not line.lstrip().startswith("#"):

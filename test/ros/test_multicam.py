@@ -11,10 +11,10 @@ torch = pytest.importorskip("torch")
 
 
 @pytest.fixture(scope="module")
-def pipeline(small_model: Path):
+def pipeline(tiny_model: Path):
     from hle_core.runtime import build_pipeline
 
-    pipe = build_pipeline(small_model, "torch", device="cpu", input_size=(64, 96))
+    pipe = build_pipeline(tiny_model, "torch", device="cpu", input_size=(64, 96))
     calls: list[tuple[int, ...]] = []
     infer = pipe.backend.infer
 
@@ -45,11 +45,11 @@ def test_one_backend_call_for_a_batch_with_results_as_one_at_a_time(pipeline) ->
         assert (b.track_ids == -1).all()                 # no trackers given: untracked
 
 
-def test_native_size_groups_by_shape_and_trackers_are_per_image(small_model: Path) -> None:
+def test_native_size_groups_by_shape_and_trackers_are_per_image(tiny_model: Path) -> None:
     from hle_core.runtime import build_pipeline
     from hle_core.tracking import EmbeddingTracker, TrackerConfig
 
-    pipe = build_pipeline(small_model, "torch", device="cpu")          # native: padded to multiples of 32
+    pipe = build_pipeline(tiny_model, "torch", device="cpu")          # native: padded to multiples of 32
     shapes: list[tuple[int, ...]] = []
     infer = pipe.backend.infer
     pipe.backend.infer = lambda batch: (shapes.append(tuple(batch.shape)), infer(batch))[1]

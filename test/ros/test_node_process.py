@@ -32,6 +32,7 @@ from hle_ros.conversions import array_to_image, image_to_array  # noqa: E402
 from hle_ros.msg import PanopticSegmentation  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow                   # node processes: ~1.5 min on the 2-core machine
 NODE = "/hle_panoptic"
 DOMAIN_ID = 100 + os.getpid() % 100           # its own domain: parallel test runs do not see each other
 
@@ -120,14 +121,14 @@ def picture(h: int, w: int) -> np.ndarray:
 
 # --- the shared node --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def node(small_model: Path, tmp_path_factory: pytest.TempPathFactory):
+def node(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("node")
     override = tmp / "override.yaml"                # a second parameters file, node-specific, on top of the base
     override.write_text("hle_panoptic:\n  ros__parameters:\n    diagnostics:\n      period: 0.25\n"
                         "    tracking:\n      min_hits: 1\n")
     log = tmp / "node.log"
     proc = start_node(["--params-file", str(ROOT / "config" / "panoptic.yaml"), "--params-file", str(override),
-                       "-p", f"model:={small_model}", "-p", "backend:=torch", "-p", "device:=cpu",
+                       "-p", f"model:={tiny_model}", "-p", "backend:=torch", "-p", "device:=cpu",
                        "-p", "qos.reliability:=reliable", "-p", "subscribe_compressed:=true",
                        "-p", "embedding_mode:=first3",
                        "-p", "pipeline_overlap:=true"], log)   # the two-thread path (the default is one thread)
@@ -253,7 +254,8 @@ def test_bad_images_leave_the_node_alive_and_counted(node) -> None:
     del huge
     # keep-last 1: a frame published now could replace the 64 MB one in the node's queue; wait for its verdict
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and diagnostics_values(tester, time.monotonic()).get("rejected.too_large") is None:
+    while (time.monotonic() < deadline
+           and diagnostics_values(tester, time.monotonic()).get("rejected.too_large") is None):
         pass
     tiny = publish_and_wait(tester, array_to_image(picture(1, 1), "rgb8"), 1320)        # 1 x 1 is valid
     assert (tiny.labels.height, tiny.labels.width) == (1, 1)
@@ -273,7 +275,8 @@ def test_parameters_from_yaml_files_and_overrides(node) -> None:
     res = tester.call(GetParameters, f"{NODE}/get_parameters", GetParameters.Request(names=names))
     got = {}
     for name, value in zip(names, res.values):
-        got[name] = {1: value.bool_value, 2: value.integer_value, 3: value.double_value, 4: value.string_value}[value.type]
+        by_type = {1: value.bool_value, 2: value.integer_value, 3: value.double_value, 4: value.string_value}
+        got[name] = by_type[value.type]
     assert got == {
         "diagnostics.period": 0.25, "tracking.min_hits": 1,               # second YAML file
         "backend": "torch", "qos.reliability": "reliable", "embedding_mode": "first3",   # -p overrides

@@ -206,10 +206,10 @@ def test_incompatible_qos_is_logged_with_both_sides(robot) -> None:
 
 
 # --- several cameras, one network ----------------------------------------------------------------------------------
-def test_several_cameras_one_node(small_model: Path, tmp_path: Path) -> None:
+def test_several_cameras_one_node(tiny_model: Path, tmp_path: Path) -> None:
     domain = DOMAIN_ID + 15
     log = tmp_path / "multi.log"
-    proc = start_node(["--params-file", str(ROOT / "config" / "panoptic.yaml"), "-p", f"model:={small_model}",
+    proc = start_node(["--params-file", str(ROOT / "config" / "panoptic.yaml"), "-p", f"model:={tiny_model}",
                        "-p", "backend:=torch", "-p", "device:=cpu", "-p", "cameras:=[front, left]",
                        "-p", "qos.reliability:=reliable", "-p", "diagnostics.period:=0.25",
                        "-p", "batch_window_ms:=200.0"], log, domain)

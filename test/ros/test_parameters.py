@@ -1,4 +1,5 @@
-"""The node's parameter table against config/panoptic.yaml, and validation without ROS."""
+"""The node's parameter table against config/panoptic.yaml (generated from it) and hle_core's defaults and
+ranges, and validation without ROS."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hle_core.config import DecoderConfig
+from hle_core.config import ConfigError, DecoderConfig, setting_range
 from hle_core.tracking import TrackerConfig
 from hle_ros.parameters import (
     PARAMETERS,
@@ -16,6 +17,7 @@ from hle_ros.parameters import (
     ParameterError,
     default_parameters,
     load_yaml_parameters,
+    render_yaml,
     validate_parameters,
 )
 
@@ -38,6 +40,26 @@ def test_yaml_is_the_table_exactly() -> None:
         assert value == table[name], name
         # same ROS type: an int written for a float parameter would be declared as an integer by ROS
         assert type(value) is spec.type, f"{name}: YAML has {type(value).__name__}, table {spec.type.__name__}"
+
+
+def test_yaml_file_is_the_generated_one() -> None:
+    assert YAML.read_text(encoding="utf-8") == render_yaml(), \
+        "config/panoptic.yaml is not what the table generates: run python -m hle_ros.parameters --write-yaml"
+
+
+def test_decoder_and_tracker_ranges_come_from_the_library(model_file: str) -> None:
+    for cls, prefix in ((DecoderConfig, "decoder"), (TrackerConfig, "tracking")):
+        for f in dataclasses.fields(cls):
+            spec = PARAMETERS_BY_NAME.get(f"{prefix}.{f.name}")
+            if spec is not None:
+                assert (spec.lo, spec.hi, spec.open_lo, spec.open_hi) == setting_range(cls, f.name), spec.name
+                assert f.metadata["description"] in spec.description, spec.name
+    # an open bound is refused by the node exactly where the library refuses it
+    with pytest.raises(ParameterError, match=r"tracking\.max_birth_overlap: expected a value in \(0, 1\]"):
+        validate_parameters({"model": model_file, "tracking.max_birth_overlap": 0.0})
+    with pytest.raises(ConfigError, match=r"tracker\.max_birth_overlap must lie in \(0, 1\]"):
+        TrackerConfig(max_birth_overlap=0.0).validate()
+    assert validate_parameters({"model": model_file, "tracking.momentum": 0.9999999})["tracking.momentum"] == 0.9999999
 
 
 def test_tracker_defaults_come_from_the_library() -> None:
@@ -119,7 +141,8 @@ def test_integers_are_accepted_for_floats(model_file: str) -> None:
 
 
 @pytest.mark.parametrize("name,value,expected", [
-    ("backend", "tensorflow", "backend: expected one of \\['auto', 'tensorrt', 'onnxruntime', 'torch'\\], got 'tensorflow'"),
+    ("backend", "tensorflow",
+     "backend: expected one of \\['auto', 'tensorrt', 'onnxruntime', 'torch'\\], got 'tensorflow'"),
     ("qos.depth", 0, "qos.depth: expected a value in \\[1, 1000\\], got 0"),
     ("qos.depth", True, "qos.depth: expected an integer, got True"),
     ("qos.reliability", "sometimes", "qos.reliability: expected one of"),
@@ -142,7 +165,8 @@ def test_invalid_values_are_refused_with_a_clear_message(model_file, name, value
 
 
 def test_input_size_rules(model_file: str) -> None:
-    assert validate_parameters({"model": model_file, "input_height": 512, "input_width": 1024}).input_size == (512, 1024)
+    params = validate_parameters({"model": model_file, "input_height": 512, "input_width": 1024})
+    assert params.input_size == (512, 1024)
     with pytest.raises(ParameterError, match="set both or neither"):
         validate_parameters({"model": model_file, "input_height": 512})
     with pytest.raises(ParameterError, match="multiples of 32, got 500 x 1024"):

@@ -12,12 +12,12 @@ import pytest
 torch = pytest.importorskip("torch")
 
 
-def test_overlapped_stages_equal_process_in_order(small_model: Path) -> None:
+def test_overlapped_stages_equal_process_in_order(tiny_model: Path) -> None:
     from hle_core.runtime import build_pipeline
     from hle_core.tracking import TrackerConfig
     from hle_ros.worker import PipelinedWorker
 
-    pipe = build_pipeline(small_model, "torch", device="cpu", input_size=(64, 96), tracker=TrackerConfig())
+    pipe = build_pipeline(tiny_model, "torch", device="cpu", input_size=(64, 96), tracker=TrackerConfig())
     rng = np.random.default_rng(5)
     base = rng.integers(0, 256, (48, 80, 3), np.uint8)
     frames = [np.roll(base, 2 * k, axis=1) for k in range(6)]      # a moving scene: tracks carry over

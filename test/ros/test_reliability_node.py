@@ -37,16 +37,16 @@ def close(node, context) -> None:
 
 
 @pytest.fixture
-def active_node(small_model: Path):
-    node, context = make_node(small_model)
+def active_node(tiny_model: Path):
+    node, context = make_node(tiny_model)
     assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
     yield node, context
     close(node, context)
 
 
 # --- case 7: set_parameters validates the whole set, as configure does --------------------------------------------
-def test_case07_check_change_is_configures_validation(small_model: Path) -> None:
-    current = {**default_parameters(), "model": str(small_model)}
+def test_case07_check_change_is_configures_validation(tiny_model: Path) -> None:
+    current = {**default_parameters(), "model": str(tiny_model)}
     for changes, needle in [({"device": "banana"}, "device"), ({"model": "/nonexistent.pt"}, "file not found"),
                             ({"input_height": 33}, "input_height/input_width"),
                             ({"input_height": 256}, "set both or neither")]:
@@ -96,11 +96,11 @@ def test_case07_running_node_refuses_bad_sets_and_applies_safe_ones(active_node)
 
 
 # --- case 8: a model of one fixed size gets every frame fitted to it; persistent failures are an ERROR ----------------
-def test_case08_static_onnx_model_fits_frames_of_another_size(small_model: Path, tmp_path: Path) -> None:
+def test_case08_static_onnx_model_fits_frames_of_another_size(tiny_model: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     from hle_core.runtime import build_pipeline, export_onnx
 
-    onnx_path = export_onnx(small_model, tmp_path / "static.onnx", height=64, width=64)
+    onnx_path = export_onnx(tiny_model, tmp_path / "static.onnx", height=64, width=64)
     pipe = build_pipeline(onnx_path, "onnxruntime", device="cpu")
     try:
         assert pipe.input_size == (64, 64)

@@ -1,4 +1,6 @@
-"""``create_backend``: pick and build an inference backend, saying what was chosen and why.
+"""Where a model file becomes a backend and a pipeline: :func:`create_backend` picks and builds an inference
+backend, saying what was chosen and why; :func:`build_pipeline` wraps it in the
+:class:`~hle_core.pipeline.Pipeline` that the node, bag evaluation and the CLI run.
 
 ``auto`` tries, in order: TensorRT on a GPU → onnxruntime with the CUDA provider → torch on CUDA →
 onnxruntime on the CPU (→ torch on the CPU when onnxruntime is missing). A checkpoint is exported once to a
@@ -14,13 +16,14 @@ from typing import Any
 
 import torch
 
+from ..config import BACKEND_FALLBACKS, BACKEND_KINDS, DEVICE_SYNTAX, device_error
 from .base import Backend, BackendUnavailable
 from .engine_cache import default_cache_dir, file_sha256
 
 __all__ = ["create_backend", "build_pipeline", "KINDS", "FALLBACKS", "cached_onnx_for_checkpoint", "model_format"]
 
-KINDS = ("auto", "tensorrt", "onnxruntime", "torch")
-FALLBACKS = ("onnxruntime", "torch", "auto", "none")
+KINDS = BACKEND_KINDS                 # the names live once, in hle_core.config (the node's table reads them there)
+FALLBACKS = BACKEND_FALLBACKS
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 _AUTO_ORDER = (("tensorrt", "cuda"), ("onnxruntime", "cuda"), ("torch", "cuda"), ("onnxruntime", "cpu"),
                ("torch", "cpu"))
@@ -35,7 +38,7 @@ def _tensorrt_error() -> str | None:
     """None when ``import tensorrt`` works, else why not."""
     try:
         import tensorrt  # noqa: F401
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a broken TensorRT install raises anything; reported, not raised
         return f"TensorRT not importable ({type(exc).__name__}: {exc})"
     return None
 
@@ -68,8 +71,9 @@ def cached_onnx_for_checkpoint(checkpoint: str | Path, cache_dir: str | Path | N
 
     The file name carries the checkpoint's SHA-256 prefix; a reused file must also record the full hash in its
     metadata (``hle.source_sha256``), so a changed checkpoint is never served a stale graph, and its own bytes must
-    still hash to the SHA-256 kept beside it (``<file>.json``, :func:`~hle_core.runtime.engine_cache.write_file_record`),
-    so a cached file altered after export is re-exported, with the reason logged, never served on its label.
+    still hash to the SHA-256 kept beside it (``<file>.json``,
+    :func:`~hle_core.runtime.engine_cache.write_file_record`), so a cached file altered after export is re-exported,
+    with the reason logged, never served on its label.
     """
     from .engine_cache import EngineCacheError, sidecar_path, verify_file_record, write_file_record
     from .export import export_onnx, read_onnx_metadata
@@ -185,9 +189,8 @@ def create_backend(kind: str = "auto", model: str | Path = "", device: str = "au
     if fallback not in FALLBACKS:
         raise ValueError(f"fallback must be one of {FALLBACKS} (or a bool), got {fallback!r}")
     device = str(device)
-    if device != "auto" and not (device == "cpu" or device == "cuda" or
-                                 (device.startswith("cuda:") and device[5:].isdigit())):
-        raise ValueError(f"device must be auto | cpu | cuda | cuda:N, got {device!r}")
+    if device_error(device) is not None:
+        raise ValueError(f"device must be {DEVICE_SYNTAX}, got {device!r}")
     path = Path(model).expanduser()
     if not str(model) or not path.is_file():
         raise FileNotFoundError(f"model file not found: {str(model)!r}")

@@ -6,8 +6,9 @@
 
 For a live end-to-end check where ``ros2 bag play`` is not installed: the stored messages are published as
 they are (serialised bytes, so header stamps and frame ids are the recorded ones), paced by their recording
-times divided by ``--rate`` (0 = as fast as possible), in recording order. Needs rclpy (the ROS side lives in
-:mod:`hle_ros.bag_play`, also installed as the ``hle_bag_play`` script); hle_core itself never imports ROS.
+times divided by ``--rate`` (0 = as fast as possible), in recording order. Needs rclpy (the replay itself is
+:mod:`hle_ros.bag_play`, also installed as the ``hle_bag_play`` script). This module is the ``hle`` command,
+registered through the ``hle.commands`` entry point; it imports rclpy only in :func:`run`.
 """
 from __future__ import annotations
 
@@ -52,6 +53,6 @@ def run(args: argparse.Namespace) -> int:
               "`make setup` for the pip-installed ROS 2 of this project). Without ROS, evaluate the bag with "
               "`hle bag-eval`.", file=sys.stderr)
         return 2
-    from hle_ros.bag_play import run_from_args          # ROS only from here on
+    from ..bag_play import run_from_args          # ROS only from here on
 
     return run_from_args(args)
