@@ -6,16 +6,19 @@ model (default ``models/hle_street.pt``, its tuned decoder embedded) on
 * synthetic street scenes (``SceneGenerator``, seed ``--seed``; not a training, tuning or evaluation seed) at
   each of ``--sizes``;
 * frames of a real video, ``--video`` (default: OpenCV's ``vtest.avi``, 768×576, from the Debian package
-  ``opencv-doc``: ``apt-get install opencv-doc``, optional); the input is skipped with a message when the file
-  is absent;
+  ``opencv-doc``: ``apt-get install opencv-doc``, optional), at their own size and letterboxed into
+  ``--video-input-size`` (default 256×512, the node's input with its default model); the input is skipped
+  with a message when the file is absent;
 * a constructed worst case (``--worst-case``): thing blocks of 32 × 32 px, each with its own embedding and seed
   peak, so ``max_seeds`` seeds pass NMS and merging;
 
 and reports, for each input: network time (``Pipeline.backend.infer``, median), full decode time with the
-bounded decoder (``coarse_factor`` 4, the default) and the exact per-pixel decoder (``coarse_factor`` 1),
-their ratio to the network, candidates / kept seeds, instances, and the time of each decode stage (module
-functions wrapped with timers in a separate, untimed-for-total run). ``--int8 FILE`` also times the int8 export
-of the same network on the same inputs. Example (2 threads, as the issue's numbers)::
+default decoder (``decode_panoptic``'s defaults: exact on maps of at most ``EXACT_MAX_PIXELS`` pixels while at
+most ``EXACT_MAX_SEEDS`` seeds are kept, else bounded), the bounded decoder alone (``coarse_factor`` 4,
+``exact_max_pixels=0``) and the exact per-pixel decoder (``coarse_factor`` 1), their ratio to the network,
+candidates / kept seeds, instances, and the time of each decode stage (module functions wrapped with timers in a
+separate, untimed-for-total run). ``--int8 FILE`` also times the int8 export of the same network on the same
+inputs. Example (2 threads, as the issue's numbers)::
 
     OMP_NUM_THREADS=2 PYTHONPATH=. .venv/bin/python bench/bench_decode_trained.py --threads 2 --repeats 3 \\
         --worst-case --json runs/results/decode_trained.json
@@ -62,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=777, help="scene seed of the synthetic inputs")
     p.add_argument("--video", default=VTEST, help="real video (default: opencv-doc's vtest.avi); '' to skip")
     p.add_argument("--video-frames", type=int, default=4, help="frames taken from the video (evenly spaced)")
+    p.add_argument("--video-input-size", default="256x512",
+                   help="HxW the video frames are also letterboxed into, as the node does ('' to skip)")
     p.add_argument("--worst-case", action="store_true", help="also the constructed max_seeds input at 512x1024")
     p.add_argument("--int8", default=None, help="an int8 ONNX export of the same network to time as well")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median)")
@@ -139,7 +144,8 @@ def worst_case_maps(params: dict, classes, h: int = 512, w: int = 1024, block: i
     means, things = params["class_means"], classes.thing_indices
     rows, cols = h // block, w // block
     cls = torch.tensor(things)[torch.randint(len(things), (rows, cols), generator=gen)]
-    e = torch.nn.functional.normalize(means[cls] + 0.35 * torch.randn(rows, cols, means.shape[1], generator=gen), dim=-1)
+    noise = torch.randn(rows, cols, means.shape[1], generator=gen)
+    e = torch.nn.functional.normalize(means[cls] + 0.35 * noise, dim=-1)
     emb = e.permute(2, 0, 1).repeat_interleave(block, 1).repeat_interleave(block, 2).contiguous()
     yy, xx = torch.meshgrid(torch.arange(h) % block, torch.arange(w) % block, indexing="ij")
     bump = torch.exp(-((yy - block / 2) ** 2 + (xx - block / 2) ** 2) / (2 * (block / 6) ** 2))
@@ -150,16 +156,17 @@ def worst_case_maps(params: dict, classes, h: int = 512, w: int = 1024, block: i
 def measure(name: str, maps: dict, pipe, net_ms: float | None, repeats: int, extra: dict) -> dict:
     params, cfg = pipe.backend.decode_params, pipe.config
 
-    def decode(cf: int):
+    def decode(cf: int, exact_max_pixels: int):
         return lambda: decode_panoptic(maps["embedding"], maps["sigma"], maps["sigma_spatial"], maps["seed"],
                                        params["class_means"], params["class_sigma"], cfg.classes, pipe.decoder,
-                                       cfg.model.coord_scale, coarse_factor=cf)
+                                       cfg.model.coord_scale, coarse_factor=cf, exact_max_pixels=exact_max_pixels)
 
     row = {"input": name, "size": list(maps["embedding"].shape[1:]), "network_ms": net_ms, **extra}
-    for label, cf in (("bounded", refine_module.COARSE_FACTOR), ("exact", 1)):
-        ms, res = median_ms(decode(cf), repeats)
+    for label, cf, exact_max in (("default", refine_module.COARSE_FACTOR, panoptic_module.EXACT_MAX_PIXELS),
+                                 ("bounded", refine_module.COARSE_FACTOR, 0), ("exact", 1, 0)):
+        ms, res = median_ms(decode(cf, exact_max), repeats)
         with stage_timers() as stages:
-            decode(cf)()
+            decode(cf, exact_max)()
         row[label] = {"ms": ms, "ratio": None if not net_ms else ms / net_ms, "instances": res.num_instances,
                       "segments": len(res), "stages_ms": {k: v for k, v in stages.items()
                                                           if k not in ("candidates", "kept")},
@@ -172,7 +179,7 @@ def print_row(row: dict) -> None:
     int8 = f", int8 network {row['int8_ms']:.0f} ms" if row.get("int8_ms") else ""
     print(f"\n{row['input']}  {row['size'][0]}x{row['size'][1]}  network "
           f"{'-' if net is None else f'{net:.0f} ms'}{int8}")
-    for label in ("bounded", "exact"):
+    for label in ("default", "bounded", "exact"):
         r = row[label]
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.3f}"
         other = r["ms"] - sum(r["stages_ms"].values())
@@ -184,7 +191,7 @@ def print_row(row: dict) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    from hle_core.runtime.select import build_pipeline
+    from hle_core.runtime.factory import build_pipeline
 
     pipe = build_pipeline(args.model, backend=args.backend, device="cpu", intra_op_threads=args.threads)
     int8 = (build_pipeline(args.int8, backend="onnxruntime", device="cpu", intra_op_threads=args.threads)
@@ -195,8 +202,15 @@ def main(argv: list[str] | None = None) -> None:
     for item in args.sizes.split(","):
         h, w = (int(v) for v in item.lower().split("x"))
         inputs.append((f"synthetic seed {args.seed}", synthetic_images((h, w), args.scenes, args.seed)))
-    inputs.append((f"video {Path(args.video).name if args.video else ''}", video_frames(args.video,
-                                                                                      args.video_frames)))
+    frames = video_frames(args.video, args.video_frames)
+    inputs.append((f"video {Path(args.video).name if args.video else ''}", frames))
+    pipes = {name: pipe for name, _ in inputs}
+    if args.video_input_size and not isinstance(frames, str):
+        size = tuple(int(v) for v in args.video_input_size.lower().split("x"))
+        name = f"video {Path(args.video).name} letterboxed {size[0]}x{size[1]}"
+        inputs.append((name, frames))
+        pipes[name] = build_pipeline(args.model, backend=args.backend, device="cpu", input_size=size,
+                                     intra_op_threads=args.threads)
     rows, skipped = [], []
     with torch.inference_mode():
         for name, images in inputs:
@@ -205,8 +219,8 @@ def main(argv: list[str] | None = None) -> None:
                 skipped.append({"input": name, "reason": images})
                 continue
             for i, image in enumerate(images):
-                batch, (h, w) = pipe.preprocess(image)
-                net_ms, out = median_ms(lambda: pipe.backend.infer(batch), args.repeats)
+                batch, (h, w) = pipes[name].preprocess(image)
+                net_ms, out = median_ms(lambda: pipes[name].backend.infer(batch), args.repeats)
                 extra = {}
                 if int8 is not None:
                     extra["int8_ms"], _ = median_ms(lambda: int8.backend.infer(batch), args.repeats)

@@ -9,6 +9,8 @@ node's resident memory. What to look for: flat latency percentiles, no growth of
 after warm-up. Model: an untrained small checkpoint (built here) unless ``--model`` is given. Examples::
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/soak_node.py --frames 300 --window-s 2
+    .venv/bin/python bench/soak_node.py --model default --video /usr/share/doc/opencv-doc/examples/data/vtest.avi \
+        --height 480 --width 640 --frames 300 --rate 30 --node-threads 2                   # the real video
     .venv/bin/python bench/soak_node.py --frames 10000 --rate 30 --json soak.json          # ~6 min
     .venv/bin/python bench/soak_node.py --model hle.pt --backend tensorrt --device cuda --height 1024 --width 2048
 """
@@ -36,9 +38,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=10000, help="images to publish")
     p.add_argument("--rate", type=float, default=30.0, help="publishing rate [Hz]")
+    p.add_argument("--video", default=None,
+                   help="publish the frames of this video (resized to --height x --width, looped) instead of "
+                        "random images, e.g. /usr/share/doc/opencv-doc/examples/data/vtest.avi (Debian opencv-doc)")
+    p.add_argument("--video-frames", type=int, default=120, help="frames read from --video (then looped)")
     p.add_argument("--height", type=int, default=240, help="image height")
     p.add_argument("--width", type=int, default=320, help="image width")
-    p.add_argument("--model", default="", help="model file (default: an untrained small checkpoint built here)")
+    p.add_argument("--model", default="", help="model file (default: an untrained small checkpoint built here); "
+                                                "'default': no model parameter, i.e. the node's shipped default "
+                                                "model at its default input size")
     p.add_argument("--backend", default="torch", help="node parameter backend")
     p.add_argument("--device", default="cpu", help="node parameter device")
     p.add_argument("--fast-downsample", type=int, default=-1, help="node parameter decoder.fast_downsample")
@@ -67,6 +75,27 @@ def build_small_model(path: Path) -> Path:
     return save_checkpoint(path, build_model(cfg))
 
 
+def video_images(path: str, num: int, height: int, width: int) -> list[np.ndarray]:
+    """The first ``num`` frames of a video as RGB ``height × width`` uint8 arrays (area interpolation)."""
+    import cv2
+
+    if not Path(path).is_file():
+        raise SystemExit(f"--video {path}: no such file (Debian: apt-get install opencv-doc for vtest.avi)")
+    cap = cv2.VideoCapture(path)
+    images = []
+    while len(images) < num:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if frame.shape[:2] != (height, width):
+            frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+        images.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    cap.release()
+    if not images:
+        raise SystemExit(f"--video {path}: OpenCV read no frame")
+    return images
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -82,12 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="hle_soak_"))
     model = args.model or str(build_small_model(tmp / "small.pt"))
+    model_param = [] if model == "default" else ["-p", f"model:={model}"]
     env = dict(os.environ, ROS_DOMAIN_ID=str(args.domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                OMP_NUM_THREADS=str(args.node_threads))
     log = tmp / "node.log"
     node_proc = subprocess.Popen(
         [sys.executable, "-m", "hle_ros.panoptic_node", "--ros-args", "--params-file",
-         str(ROOT / "config" / "panoptic.yaml"), "-p", f"model:={model}", "-p", f"backend:={args.backend}",
+         str(ROOT / "config" / "panoptic.yaml"), *model_param, "-p", f"backend:={args.backend}",
          "-p", f"device:={args.device}", "-p", f"decoder.fast_downsample:={args.fast_downsample}",
          "-p", f"qos.reliability:={args.reliability}", *[a for v in args.param for a in ("-p", v)]],
         cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
@@ -130,9 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
 
-    rng = np.random.default_rng(0)
-    frames = [array_to_image(rng.integers(0, 256, (args.height, args.width, 3), dtype=np.uint8), "rgb8")
-              for _ in range(8)]
+    if args.video:
+        images = video_images(args.video, args.video_frames, args.height, args.width)
+    else:
+        rng = np.random.default_rng(0)
+        images = [rng.integers(0, 256, (args.height, args.width, 3), dtype=np.uint8) for _ in range(8)]
+    frames = [array_to_image(image, "rgb8") for image in images]
     t_wait = time.monotonic()
     while pub.get_subscription_count() == 0:
         if node_proc.poll() is not None or time.monotonic() - t_wait > 120:
@@ -140,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         time.sleep(0.1)
     print(f"node up after {time.monotonic() - t_wait:.1f} s; {args.frames} frames {args.height}x{args.width} "
+          f"({args.video or 'random pixels'}) "
           f"at {args.rate:g} Hz, windows of {args.window_s:g} s, model {model}, backend {args.backend} "
           f"on {args.device}")
     header = (f"{'t [s]':>7s} {'sent':>6s} {'answered':>8s} {'p50 ms':>8s} {'p90 ms':>8s} {'p99 ms':>8s} "

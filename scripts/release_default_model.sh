@@ -20,6 +20,8 @@ RUN=${1:-runs/street4k}
 OUT=${2:-runs/release4k}
 HLE=${HLE:-.venv/bin/hle}
 OLD_MODEL=${OLD_MODEL:-}            # optional: a previous release to evaluate on the same scenes ("before")
+TUNE_TRACKER=${TUNE_TRACKER:-1}     # 0: keep the tracker defaults (skip hle tune-tracker and the "tuned" row)
+TRACK_MODES=${TRACK_MODES:-"default tuned embedding_only box"}
 mkdir -p "$OUT"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 log() { echo "[release] $(date -u +%T) $*"; }
@@ -48,15 +50,19 @@ log "tracking: tune on video seed 31337, report on seed 5150"
 [ -e "$OUT/track_eval.mcap" ] || $HLE synth --video --bag "$OUT/track_eval.mcap" --num 3 --frames 40 --seed 5150 \
   --size 256x512 > /dev/null
 TOPICS=(--image-topic /camera/image_raw --gt-topic /camera/panoptic_gt)
-$HLE tune-tracker --bag "$OUT/track_tune.mcap" "${TOPICS[@]}" --model models/hle_street.pt --backend torch \
-  --device cpu --out "$OUT/tracker.yaml" --no-progress | tee "$OUT/tune_tracker.txt"
+if [ "$TUNE_TRACKER" = 1 ]; then
+  $HLE tune-tracker --bag "$OUT/track_tune.mcap" "${TOPICS[@]}" --model models/hle_street.pt --backend torch \
+    --device cpu --out "$OUT/tracker.yaml" --no-progress | tee "$OUT/tune_tracker.txt"
+else
+  TRACK_MODES=${TRACK_MODES//tuned/}
+fi
 # the previous default tracker (pure embedding cost, no spatial gate, no cascade), for comparison
 cat > "$OUT/embedding_only.yaml" <<'YAML'
 tracker: {use_embeddings: true, max_cosine_distance: 0.3, iou_gate: 0.0, class_gating: true, embedding_weight: 1.0,
           min_hits: 2, max_age: 30, momentum: 0.8, min_birth_score: 0.0, max_center_distance: 0.0,
           center_distance_growth: 0.0, cascade: false, max_birth_overlap: 1.0}
 YAML
-for mode in default tuned embedding_only box; do
+for mode in $TRACK_MODES; do
   case $mode in
     default) extra=() ;;
     tuned) extra=(--tracker-config "$OUT/tracker.yaml") ;;
