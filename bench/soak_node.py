@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     from hle_ros.msg import PanopticSegmentation
 
     ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=args.domain_id)
+    rclpy.init(args=[], context=ctx, domain_id=args.domain_id)   # not sys.argv: --param NAME:=V is no remap
     node = rclpy.create_node("hle_soak_driver", context=ctx)
     lock = threading.Lock()
     latencies: list[tuple[float, float]] = []            # (received at, latency ms)

@@ -5,6 +5,7 @@ installed, the ``loss/total`` scalars of ``<run>/tb``. Extra points (e.g. the re
 scenes) can be added with ``--point STEP:PQ:PQ_TH:LABEL`` (percent). Example::
 
     python scripts/plot_learning_curve.py runs/street --out docs/results/learning_curve.png
+    python scripts/plot_learning_curve.py runs/street4k runs/street6k --out docs/results/learning_curve_street.png
 """
 from __future__ import annotations
 
@@ -39,7 +40,9 @@ def read_losses(run: Path) -> tuple[list[int], list[float]]:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run", type=Path, help="run folder of hle train (out_dir)")
+    p.add_argument("run", type=Path, nargs="+",
+                   help="run folder(s) of hle train (out_dir); several: the stages of one training, merged by step "
+                        "(a later folder's value wins where two validated the same step)")
     p.add_argument("--out", type=Path, required=True, help="PNG to write")
     p.add_argument("--title", default=None)
     p.add_argument("--point", action="append", default=[], metavar="STEP:PQ:PQ_TH:LABEL",
@@ -51,7 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    hist = read_history(args.run)
+    merged = {r["step"]: r for run in args.run for r in read_history(run)}
+    hist = [merged[k] for k in sorted(merged)]
     steps = [r["step"] for r in hist]
     fig, ax = plt.subplots(figsize=(7, 4))
     for key, label in (("pq", "PQ"), ("pq_th", "PQ_th (things)"), ("pq_st", "PQ_st (stuff)")):
@@ -64,7 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     ax.set_ylabel("validation PQ (%)")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
-    loss_steps, losses = read_losses(args.run)
+    loss_by_step = {k: v for run in args.run for k, v in zip(*read_losses(run))}
+    loss_steps = sorted(loss_by_step)
+    losses = [loss_by_step[k] for k in loss_steps]
     if losses:
         ax2 = ax.twinx()
         ax2.plot(loss_steps, losses, color="grey", alpha=0.4, lw=1, label="training loss")
@@ -74,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         ax.legend(lines, labels, loc="center right", fontsize=8)
     else:
         ax.legend(loc="lower right")
-    ax.set_title(args.title or f"learning curve: {args.run}")
+    ax.set_title(args.title or f"learning curve: {', '.join(str(r) for r in args.run)}")
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)
