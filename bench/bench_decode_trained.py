@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import statistics
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -36,6 +35,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+import bench_decode  # the sibling script (its folder is on sys.path when this one runs): its median_ms
 from hle_core.decoding import decode_panoptic
 from hle_core.decoding import panoptic as panoptic_module
 from hle_core.decoding import refine as refine_module
@@ -76,13 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
-    out = fn()                                                               # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times), out
+    """Median wall time of ``fn()`` in ms after one warm-up call, and its last result."""
+    return bench_decode.median_ms(fn, warmup=1, repeats=repeats)
 
 
 @contextlib.contextmanager

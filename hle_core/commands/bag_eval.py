@@ -35,7 +35,12 @@ evaluate all). A bag that cannot be read is a row of the report, not the end of 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..tracking import TrackerConfig
 
 __all__ = ["add_parser", "run"]
 
@@ -121,11 +126,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from ..bags import BagError, default_output_bag, evaluate_bag
     from ..config import ConfigError
-    from ..tracking import TrackerConfig, load_tracker_config
 
     if args.bags is not None:
         return run_fleet_command(args)
@@ -146,13 +148,8 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"prediction bag not found: {args.pred_bag}")
     elif not args.model.is_file():
         raise FileNotFoundError(f"model file not found: {args.model}")
-    if args.sequence_gap < 0 or args.warmup < 0 or args.overlays < 0:
-        raise ConfigError("--sequence-gap, --warmup and --overlays must be >= 0")
-    if args.no_tracking and (args.tracker_config is not None or args.box_tracker):
-        raise ConfigError("--no-tracking excludes --tracker-config and --box-tracker")
-    tracker = load_tracker_config(args.tracker_config) if args.tracker_config is not None else None
-    if args.box_tracker:
-        tracker = dataclasses.replace(tracker or TrackerConfig(), use_embeddings=False)
+    _check_scoring_arguments(args)
+    tracker = _tracker_config(args)
     output_bag = None
     if args.output_bag is not None:
         output_bag = Path(args.output_bag) if args.output_bag else default_output_bag(args.out)
@@ -169,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         m = evaluate_bag(args.bag, args.image_topic, gt_topic=args.gt_topic, model=args.model, backend=args.backend,
                          device=args.device, input_size=args.input_size, resize=args.resize_mode,
                          tracking=not args.no_tracking,
-                         tracker=tracker,
+                         tracker=dataclasses.asdict(tracker) if tracker is not None else None,
                          out_dir=args.out, output_bag=output_bag, output_topic=args.output_topic,
                          overwrite=args.overwrite,
                          sequence_gap_s=args.sequence_gap,
@@ -184,15 +181,24 @@ def run(args: argparse.Namespace) -> int:
     return 0 if m["frames_evaluated"] else 1
 
 
-def _tracker_settings(args: argparse.Namespace) -> dict | None:
-    import dataclasses
+def _check_scoring_arguments(args: argparse.Namespace) -> None:
+    """The checks one bag and a fleet share: sequence gap, warm-up, overlays, tracking options."""
+    from ..config import ConfigError
 
+    if args.sequence_gap < 0 or args.warmup < 0 or args.overlays < 0:
+        raise ConfigError("--sequence-gap, --warmup and --overlays must be >= 0")
+    if args.no_tracking and (args.tracker_config is not None or args.box_tracker):
+        raise ConfigError("--no-tracking excludes --tracker-config and --box-tracker")
+
+
+def _tracker_config(args: argparse.Namespace) -> TrackerConfig | None:
+    """``--tracker-config`` (None: the defaults), with ``--box-tracker`` applied."""
     from ..tracking import TrackerConfig, load_tracker_config
 
     tracker = load_tracker_config(args.tracker_config) if args.tracker_config is not None else None
     if args.box_tracker:
         tracker = dataclasses.replace(tracker or TrackerConfig(), use_embeddings=False)
-    return dataclasses.asdict(tracker) if tracker is not None else None
+    return tracker
 
 
 def run_fleet_command(args: argparse.Namespace) -> int:
@@ -206,19 +212,18 @@ def run_fleet_command(args: argparse.Namespace) -> int:
         raise ConfigError("--pred-bag and --output-bag work on one --bag, not with --bags")
     if not args.model.is_file():
         raise FileNotFoundError(f"model file not found: {args.model}")
-    if args.sequence_gap < 0 or args.warmup < 0 or args.overlays < 0:
-        raise ConfigError("--sequence-gap, --warmup and --overlays must be >= 0")
-    if args.no_tracking and (args.tracker_config is not None or args.box_tracker):
-        raise ConfigError("--no-tracking excludes --tracker-config and --box-tracker")
+    _check_scoring_arguments(args)
     if (args.workers is not None and args.workers < 1) or (args.threads is not None and args.threads < 1) \
             or args.max_retries < 0 or args.ray_gpus_per_task < 0:
         raise ConfigError("--workers and --threads must be >= 1, --max-retries and --ray-gpus-per-task >= 0")
     use_ray = args.ray or args.ray_address is not None
     if use_ray and args.serial:
         raise ConfigError("--serial excludes --ray / --ray-address")
+    tracker = _tracker_config(args)
     settings = FleetSettings(image_topic=args.image_topic, gt_topic=args.gt_topic, backend=args.backend,
                              device=args.device, input_size=tuple(args.input_size) if args.input_size else None,
-                             resize=args.resize_mode, tracking=not args.no_tracking, tracker=_tracker_settings(args),
+                             resize=args.resize_mode, tracking=not args.no_tracking,
+                             tracker=dataclasses.asdict(tracker) if tracker is not None else None,
                              sequence_gap_s=args.sequence_gap, warmup=args.warmup, num_overlays=args.overlays,
                              plots=not args.no_plots)
     r = run_fleet(args.bags, args.model, settings, args.out,

@@ -1,10 +1,10 @@
 """Losses of the paper (§3.2-3.4, eq. 1-16): Lovász losses, the hierarchical Lovász loss, the Table-6 ablations."""
 from .baselines import (ae_pull, ae_push, associative_embedding_loss, group_mean_embeddings,
                         instance_binary_cross_entropy, semantic_cross_entropy)
-from .hierarchical import (LOSS_TERMS, HierarchicalLovaszLoss, InstanceLayout, InstanceStatistics, LossInputError,
-                           batch_class_means, class_mean_loss, instance_layout, instance_lovasz_loss, instance_rows,
-                           instance_scores, instance_statistics, instance_variance_loss, seed_loss,
-                           semantic_lovasz_loss, semantic_scores)
+from .hierarchical import HierarchicalLovaszLoss
+from .terms import (LOSS_TERMS, InstanceLayout, InstanceStatistics, LossInputError, batch_class_means,
+                    class_mean_loss, instance_layout, instance_lovasz_loss, instance_rows, instance_scores,
+                    instance_statistics, instance_variance_loss, seed_loss, semantic_lovasz_loss, semantic_scores)
 from .lovasz import (lovasz_binary, lovasz_binary_rows, lovasz_grad, lovasz_hinge, lovasz_hinge_flat,
                      lovasz_softmax, lovasz_softmax_flat)
 from .variants import INSTANCE_TERMS, SEMANTIC_TERMS, VariantBatch, is_paper_loss, table6_loss

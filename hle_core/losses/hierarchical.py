@@ -23,30 +23,12 @@ from torch import nn
 
 from ..config import HLEConfig
 from ..kernels import pixel_coordinates
-from .terms import (LOSS_TERMS, InstanceLayout, InstanceStatistics, LossInputError, batch_class_means,
-                    class_mean_loss, instance_layout, instance_lovasz_loss, instance_rows, instance_scores,
+from .terms import (InstanceLayout, InstanceStatistics, LossInputError, batch_class_means,
+                    class_mean_loss, instance_layout, instance_lovasz_loss, instance_scores,
                     instance_statistics, instance_variance_loss, seed_loss, semantic_lovasz_loss, semantic_scores)
 from .variants import is_paper_loss, table6_loss
 
-# the terms are re-exported here: they are the steps of this loss, and older code imports them from this module
-__all__ = [
-    "LOSS_TERMS",
-    "LossInputError",
-    "InstanceLayout",
-    "InstanceStatistics",
-    "HierarchicalLovaszLoss",
-    "instance_layout",
-    "instance_statistics",
-    "instance_scores",
-    "instance_rows",
-    "instance_lovasz_loss",
-    "semantic_scores",
-    "semantic_lovasz_loss",
-    "seed_loss",
-    "instance_variance_loss",
-    "batch_class_means",
-    "class_mean_loss",
-]
+__all__ = ["HierarchicalLovaszLoss"]
 
 
 class HierarchicalLovaszLoss(nn.Module):

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,12 +23,13 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rcl_interfaces.srv import GetParameters  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
+import ros_harness  # noqa: E402
 from hle_ros.conversions import array_to_image, image_to_array  # noqa: E402
+from ros_harness import DriverNode  # noqa: E402
 from hle_ros.msg import PanopticSegmentation  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,34 +38,16 @@ NODE = "/hle_panoptic"
 DOMAIN_ID = 100 + os.getpid() % 100           # its own domain: parallel test runs do not see each other
 
 
-def node_env() -> dict[str, str]:
-    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN_ID), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    env.pop("FASTDDS_BUILTIN_TRANSPORTS", None)  # the node must choose LARGE_DATA itself
-    return env
-
-
 def start_node(extra_args: list[str], log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "hle_ros.panoptic_node", "--ros-args", *extra_args]
-    return subprocess.Popen(cmd, cwd=ROOT, env=node_env(), stdout=log.open("w"), stderr=subprocess.STDOUT)
+    return ros_harness.start_node([sys.executable, "-m", "hle_ros.panoptic_node"], extra_args, log, DOMAIN_ID,
+                                  cwd=ROOT)
 
 
-class RosDriver:
+class RosDriver(DriverNode):
     """A test-side ROS node in its own context: publishes images, collects the node's outputs."""
 
     def __init__(self) -> None:
-        saved = {k: os.environ.get(k) for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_BUILTIN_TRANSPORTS")}
-        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-        os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"      # the 8000 x 8000 frame
-        try:
-            self.context = rclpy.Context()
-            rclpy.init(context=self.context, domain_id=DOMAIN_ID)
-            self.node = rclpy.create_node("hle_test_driver", context=self.context)
-        finally:
-            for k, v in saved.items():
-                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        super().__init__("hle_test_driver", DOMAIN_ID, transports="LARGE_DATA")    # the 8000 x 8000 frame
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.image_pub = self.node.create_publisher(Image, "image", reliable)
         self.compressed_pub = self.node.create_publisher(CompressedImage, "image/compressed", reliable)
@@ -76,14 +59,6 @@ class RosDriver:
         self.received[name] = []
         self.node.create_subscription(msg_type, f"{NODE}/{name}", self.received[name].append, 10)
         return self.received[name]
-
-    def spin_until(self, done: Callable[[], bool], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not done():
-            if time.monotonic() > deadline:
-                return False
-            self.executor.spin_once(timeout_sec=0.02)
-        return True
 
     def panoptic_for(self, sec: int, timeout: float = 10.0) -> PanopticSegmentation | None:
         def find() -> PanopticSegmentation | None:
@@ -99,11 +74,6 @@ class RosDriver:
         self.spin_until(future.done, timeout)
         self.node.destroy_client(client)
         return future.result()
-
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=0.5)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
 
 
 def header(sec: int, frame: str = "camera") -> Header:

@@ -10,9 +10,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,13 +20,14 @@ rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("hle_ros.msg", reason="hle_ros messages not built (make setup)")
 pytest.importorskip("vision_msgs.msg", reason="vision_msgs not built (make setup builds vendor/vision_msgs)")
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from vision_msgs.msg import Detection2DArray, LabelInfo  # noqa: E402
 
+import ros_harness  # noqa: E402
 from hle_ros.conversions import array_to_image  # noqa: E402
+from ros_harness import DriverNode  # noqa: E402
 from hle_ros.msg import PanopticSegmentation  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,28 +41,14 @@ EXECUTABLE = Path(sys.executable).parent / "panoptic_node"       # the console s
 def start_node(args: list[str], log: Path, domain: int) -> subprocess.Popen:
     if not EXECUTABLE.exists():
         pytest.skip(f"{EXECUTABLE} not installed (make setup)")
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    env.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
-    return subprocess.Popen([str(EXECUTABLE), "--ros-args", *args], cwd="/", env=env, stdout=log.open("w"),
-                            stderr=subprocess.STDOUT)
+    return ros_harness.start_node([str(EXECUTABLE)], args, log, domain, cwd="/")
 
 
-class Driver:
+class Driver(DriverNode):
     """A test-side node in its own context: publishers and collecting subscriptions by topic."""
 
     def __init__(self, domain: int) -> None:
-        saved = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE")
-        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-        try:
-            self.context = rclpy.Context()
-            rclpy.init(context=self.context, domain_id=domain)
-            self.node = rclpy.create_node("hle_robot_driver", context=self.context)
-        finally:
-            os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE") if saved is None else \
-                os.environ.__setitem__("ROS_AUTOMATIC_DISCOVERY_RANGE", saved)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        super().__init__("hle_robot_driver", domain)
         self.got: dict[str, list[Any]] = {}
         self.reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -71,23 +57,10 @@ class Driver:
         self.node.create_subscription(msg_type, topic, self.got[topic].append, qos or self.reliable)
         return self.got[topic]
 
-    def spin_until(self, done: Callable[[], bool], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not done():
-            if time.monotonic() > deadline:
-                return False
-            self.executor.spin_once(timeout_sec=0.02)
-        return True
-
     def stamped(self, topic: str, sec: int, timeout: float) -> Any:
         find = lambda: next((m for m in self.got[topic] if m.header.stamp.sec == sec), None)  # noqa: E731
         self.spin_until(lambda: find() is not None, timeout)
         return find()
-
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=0.5)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
 
 
 def header(sec: int, frame: str = "cam_optical") -> Header:
