@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         m = evaluate_bag(args.bag, args.image_topic, gt_topic=args.gt_topic, model=args.model, backend=args.backend,
                          device=args.device, input_size=args.input_size, resize=args.resize_mode,
                          tracking=not args.no_tracking,
-                         tracker=dataclasses.asdict(tracker) if tracker is not None else None,
+                         tracker=tracker,
                          out_dir=args.out, output_bag=output_bag, output_topic=args.output_topic,
                          overwrite=args.overwrite,
                          sequence_gap_s=args.sequence_gap,
