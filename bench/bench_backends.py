@@ -205,6 +205,9 @@ def markdown(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from hle_core.allocator import keep_freed_memory
+
+    print(f"memory allocator: {keep_freed_memory()}")   # as hle and the node do; HLE_KEEP_FREED_MEMORY=0: off
     from hle_core.runtime.export import export_onnx
 
     if args.threads:

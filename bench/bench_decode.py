@@ -131,6 +131,9 @@ def time_decodes(cfg: HLEConfig, maps: dict, fast_downsample: int, warmup: int, 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    from hle_core.allocator import keep_freed_memory
+
+    print(f"memory allocator: {keep_freed_memory()}")   # as hle and the node do; HLE_KEEP_FREED_MEMORY=0: off
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

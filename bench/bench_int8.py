@@ -96,6 +96,9 @@ def evaluate(backend, data: str, split: str, out_dir: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    from hle_core.allocator import keep_freed_memory
+
+    print(f"memory allocator: {keep_freed_memory()}")   # as hle and the node do; HLE_KEEP_FREED_MEMORY=0: off
     torch.set_num_threads(args.threads)
     from hle_core.runtime.onnx_backend import OnnxRuntimeBackend
     from hle_core.runtime.quantize import quantization_info

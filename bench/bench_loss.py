@@ -98,6 +98,9 @@ def time_setting(loss: HierarchicalLovaszLoss, leaves, semantic, instance, warmu
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    from hle_core.allocator import keep_freed_memory
+
+    print(f"memory allocator: {keep_freed_memory()}")   # as hle and the node do; HLE_KEEP_FREED_MEMORY=0: off
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

@@ -175,6 +175,9 @@ def run_one(args: argparse.Namespace, n: int, layout: str, frames: list[np.ndarr
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from hle_core.allocator import keep_freed_memory
+
+    print(f"memory allocator: {keep_freed_memory()}")   # as hle and the node do; HLE_KEEP_FREED_MEMORY=0: off
     from hle_core.data.synthetic import generate_video
 
     frames = [f.image for f in generate_video(4, size=(args.height, args.width), seed=5150).frames]

@@ -407,6 +407,9 @@ def startup(args: argparse.Namespace, paths: dict[str, Path]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from hle_core.allocator import keep_freed_memory
+
+    print(f"memory allocator: {keep_freed_memory()}")   # as hle and the node do; HLE_KEEP_FREED_MEMORY=0: off
     tmp = None
     if args.data_dir is None:
         tmp = root = Path(tempfile.mkdtemp(prefix="bench_pq_"))

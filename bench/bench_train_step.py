@@ -109,6 +109,9 @@ def profile_step(cfg, tcfg, cache_dir: str | None, channels_last: bool, init_sta
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    from hle_core.allocator import keep_freed_memory
+
+    print(f"memory allocator: {keep_freed_memory()}")   # as hle and the node do; HLE_KEEP_FREED_MEMORY=0: off
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg, tcfg = load_recipe(args.config, {"train": {"data": {"num_train": args.scenes}}})

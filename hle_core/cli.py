@@ -120,6 +120,9 @@ def main(argv: Sequence[str] | None = None, commands_package: str = COMMANDS_PAC
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    from .allocator import keep_freed_memory
+
+    keep_freed_memory()                           # freed tensors stay in the process for the next image / step
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -79,9 +79,9 @@ def class_logits(e: torch.Tensor, class_means: torch.Tensor, class_sigma: torch.
     if e.dim() == 4:
         dots = torch.einsum("kd,bdhw->bkhw", mu, e)
         inv = (1.0 / (2.0 * class_sigma**2)).view(1, -1, 1, 1)
-    elif e.dim() == 2:
-        dots = mu @ e
+    elif e.dim() == 2:                  # = (μ̂_k / 2σ_k²)·e_i - 1 / 2σ_k²: one matrix product with its bias
         inv = (1.0 / (2.0 * class_sigma**2)).view(-1, 1)
+        return torch.addmm(-inv, mu * inv, e)
     else:
         raise ValueError(f"class_logits expects e of shape (B,D,H,W) or (D,N), got {tuple(e.shape)}")
     return -(1.0 - dots) * inv

@@ -53,6 +53,7 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSCompatibility, QoSPro
                        qos_check_compatible, qos_policy_name_from_kind)
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from hle_core.allocator import keep_freed_memory
 from hle_ros.conversions import (
     ImageConversionError,
     array_to_image,
@@ -625,8 +626,10 @@ def run(args: list[str] | None = None) -> int:
         0 after a normal shutdown, 1 when start-up failed (invalid parameters, model or backend unusable).
     """
     configure_transport()
+    allocator = keep_freed_memory()               # freed tensors stay in the process for the next frame
     rclpy.init(args=sys.argv if args is None else args)
     node = PanopticNode()
+    node.get_logger().info(f"memory allocator: {allocator}")
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     status = 0

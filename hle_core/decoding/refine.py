@@ -6,17 +6,18 @@ are taken on the embedding map average-pooled by ``factor`` (f, the cells of the
 pixel of a cell whose 3 × 3 cell neighbourhood holds another segment or class, or whose own pixels disagree
 (its mean embedding is shorter than 1 − ``MIXED_CELL``: a structure thinner than a cell), a *border cell*, is
 decided again at full resolution from its own embedding: ψ over all K classes, Φ over every kept seed while
-there are at most 32 (the exact decision), else over the owners of its 3 × 3 cells. Inside a cell whose whole
+there are at most 64 (the exact decision), else over the owners of its 3 × 3 cells. Inside a cell whose whole
 neighbourhood agrees, every pixel takes the cell's decision. Seeds are
 found and merged as in the exact decoder: 3 × 3 max-pool NMS on the full-resolution seed map (restricted to
 pixels of coarse thing cells), Φ between the candidates at their own pixels.
 
 Cost per image (N pixels, f = ``factor``, C ≤ ``max_seeds`` candidates, S ≤ C kept seeds, P ≤ N pixels of
 border cells): a fixed number of O(N) passes (pooling, seed NMS, label upsampling) + N/f²·(K·D + S·(D+4))
-multiply-adds for the coarse map + P·(K·D + min(S, 32)·(D+4)) for the refinement (every seed is a candidate of
-a border pixel while S ≤ 32, else the owners of its 3 × 3 cells) + C²·(D+2) for merging. With f = 4, D = 8,
-K = 8 and S = 256 that is at most ~640 multiply-adds per pixel, whatever the network outputs; the exact
-decoder's worst case is S·(D+4) = 3 072 per pixel for the masks alone.
+multiply-adds for the coarse map + P·(K·D + c(S)) for the refinement, c(S) = S·(D+4) while S ≤ 64 (every seed
+is a candidate of a border pixel: one matrix product) and 9·(D+4) above (the owners of its 3 × 3 cells)
++ C²·(D+2) for merging. With f = 4, D = 8, K = 8 and ``max_seeds`` 256 that is at most 884 multiply-adds per
+pixel (S = 64: 52 coarse + 832 refined), whatever the network outputs; the exact decoder's worst case is
+K·D + S·(D+4) = 3 136 per pixel.
 
 Output statistics (areas, boxes, mean embeddings, mean ψ) are exact for the label map produced: interior
 cells contribute their window sums (:func:`~.fast.window_pixel_counts`), border pixels their own values.
@@ -47,8 +48,9 @@ COARSE_FACTOR = 4
 #: one pixel in 16 at δ ≈ 0.17 (a different instance or class); on the shipped model's outputs ~8 % of cells.
 MIXED_CELL = 0.01
 #: Up to this many kept seeds, border pixels evaluate log Φ of every seed (one small matrix product, exact);
-#: trained models keep 7-16 per 512 × 1024 street image.
-_ALL_SEEDS = 32
+#: trained models keep 7-16 per 512 × 1024 street image, ~50 on a crowded 576 × 768 camera frame. A product
+#: over 64 seeds costs less on CPU than gathering 9 candidates' weights per pixel (about 2× on that frame).
+_ALL_SEEDS = 64
 #: Pixels per block of the 9-candidate refinement (block × 9 × (D+4) floats at once).
 _REFINE_BLOCK = 1 << 15
 
@@ -114,7 +116,7 @@ def neighbourhood_masks(owner_cells: torch.Tensor, cell_index: torch.Tensor, emb
                         rho: torch.Tensor, weights: torch.Tensor, mask_threshold: float) -> torch.Tensor:
     """§3.5 step 4 for border pixels: argmax of log Φ over the seeds that may own them.
 
-    With S ≤ ``_ALL_SEEDS`` seeds every seed is a candidate (one S × P product: the exact decoder's decision,
+    With S ≤ ``_ALL_SEEDS`` (64) seeds every seed is a candidate (one S × P product: the exact decoder's decision,
     so an instance thinner than a cell, which owns no cell, keeps its pixels); with more, only the owners of
     the pixel's 3 × 3 cells are (9·(D+4) multiply-adds per pixel whatever S).
 

@@ -10,9 +10,9 @@ __all__ = ["assign_semantics", "stuff_pixels"]
 #: Floor on ``l_k - max_c l_c`` before exp: exp below float32's normal range (e^-87) is many times slower on
 #: CPU (denormals), and terms under e^-80 change Σ_k exp(·) ≥ 1 by less than 1e-34.
 _EXP_FLOOR = -80.0
-#: Pixels per block of :func:`assign_semantics` on CPU (K × 64k logits fit in cache: about 2× faster at
-#: 1024 × 2048 than one pass); GPUs take all pixels at once.
-_CPU_PIXELS_PER_BLOCK = 1 << 16
+#: Pixels per block of :func:`assign_semantics` on CPU: bounds the K × block logits (8 MiB for K = 8) on big maps;
+#: GPUs take all pixels at once.
+_CPU_PIXELS_PER_BLOCK = 1 << 18
 
 
 def assign_semantics(embedding: torch.Tensor, class_means: torch.Tensor, class_sigma: torch.Tensor,
@@ -20,8 +20,8 @@ def assign_semantics(embedding: torch.Tensor, class_means: torch.Tensor, class_s
     """§3.5 step 1: "assign the semantic class to each pixel via argmax of ψ_k(e_i)" (eq. 9).
 
     ψ is the softmax over K of the class logits ``l_k = -d_cos(e_i, μ̂_k) / (2 σ_k²)`` (eq. 7 / eq. 9); its
-    maximum is ``1 / Σ_k exp(l_k - max_c l_c)``, without materialising the K × N softmax. On CPU the pixels go
-    in blocks of ``_CPU_PIXELS_PER_BLOCK`` so the K × block logits stay in cache.
+    maximum is ``1 / Σ_k exp(l_k - max_c l_c)``, computed in place on the logits (no K × N softmax). On CPU the
+    pixels go in blocks of ``_CPU_PIXELS_PER_BLOCK``.
 
     Args:
         embedding: ``(D, N)`` unit-norm pixel embeddings.
@@ -46,7 +46,8 @@ def _assign_block(embedding: torch.Tensor, class_means: torch.Tensor, class_sigm
                   semantic_logits: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     logits = class_logits(embedding, class_means, class_sigma) if semantic_logits is None else semantic_logits
     best, semantic = logits.max(dim=0)                                   # N, N
-    psi_max = (logits - best).clamp_min_(_EXP_FLOOR).exp_().sum(dim=0).reciprocal_()   # N
+    shifted = logits.sub_(best) if semantic_logits is None else logits - best   # the eq. 9 logits are ours
+    psi_max = shifted.clamp_min_(_EXP_FLOOR).exp_().sum(dim=0).reciprocal_()   # N
     return semantic, psi_max
 
 

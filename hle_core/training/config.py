@@ -73,6 +73,10 @@ class TrainConfig:
     log_every: int = 20
     image_every: int = 200             # TensorBoard images (overlay, embedding PCA)
     val_every: int = 0                 # 0: validate only at the end
+    # a checkpoint (a release file from `hle export checkpoint` will do) whose weights start this run, with a
+    # fresh optimizer and lr schedule: a warm restart / fine-tune when no optimizer state is left. Ignored by
+    # --resume, whose checkpoint already holds the weights.
+    init_weights: str | None = None
     tensorboard: bool = True
 
 

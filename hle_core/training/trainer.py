@@ -163,6 +163,12 @@ def train(cfg: HLEConfig, tcfg: TrainConfig, resume: str | Path | None = None,
     scaler = torch.amp.GradScaler(device.type, enabled=tcfg.amp and device.type == "cuda")
     state = TrainState()
 
+    if tcfg.init_weights and not resume:
+        payload = load_checkpoint(tcfg.init_weights, map_location=device)
+        _check_same_network(payload, cfg, tcfg.init_weights, "start from it")
+        model.load_state_dict(payload["model"])          # float16 release weights are copied into float32
+        log.info("weights from %s (its step %s); optimizer and lr schedule start afresh", tcfg.init_weights,
+                 payload["extra"].get("step"))
     if resume:
         payload = load_checkpoint(resume, map_location=device)
         _check_resumable(payload, cfg, resume)
@@ -274,8 +280,8 @@ def train(cfg: HLEConfig, tcfg: TrainConfig, resume: str | Path | None = None,
     return final
 
 
-def _check_resumable(payload: dict[str, Any], cfg: HLEConfig, path: str | Path) -> None:
-    """A ``--resume`` checkpoint must be a training checkpoint of the same network as the recipe."""
+def _check_same_network(payload: dict[str, Any], cfg: HLEConfig, path: str | Path, use: str) -> None:
+    """The checkpoint's network (hle.model, hle.classes) must be the recipe's."""
     import dataclasses
 
     ours, theirs = cfg.model, payload["config"].model
@@ -285,7 +291,12 @@ def _check_resumable(payload: dict[str, Any], cfg: HLEConfig, path: str | Path) 
         diff.append("classes")
     if diff:
         raise CheckpointError(f"{path}: trained with a different network than the recipe (hle.model / hle.classes "
-                              f"differ in {diff}); resume with the recipe that wrote it")
+                              f"differ in {diff}); {use} with the recipe that wrote it")
+
+
+def _check_resumable(payload: dict[str, Any], cfg: HLEConfig, path: str | Path) -> None:
+    """A ``--resume`` checkpoint must be a training checkpoint of the same network as the recipe."""
+    _check_same_network(payload, cfg, path, "resume")
     missing = [k for k in ("step", "epoch", "batch_in_epoch") if k not in payload["extra"]]
     if missing or not payload.get("optimizer") or not payload.get("scheduler"):
         raise CheckpointError(f"{path}: not a training checkpoint (no optimizer / scheduler state or data position "

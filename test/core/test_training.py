@@ -154,6 +154,39 @@ def test_resume_refuses_a_checkpoint_of_another_network_or_without_optimizer(tmp
         train(cfg, tcfg, resume=tmp_path / "weights_only.pt", progress=False)
 
 
+def test_init_weights_starts_from_a_release_checkpoint_with_a_fresh_schedule(tmp_path):
+    """train.init_weights: the weights of a weights-only (release, float16) checkpoint start the run; the step
+    counter, optimizer and lr schedule start afresh (a warm restart when no optimizer state is left). A checkpoint
+    of another network is refused before any step."""
+    cfg, _ = tiny(tmp_path / "unused")
+    torch.manual_seed(123)
+    start = build_model(cfg)
+    save_checkpoint(tmp_path / "release.pt", start.half())      # what `hle export checkpoint --fp16` writes
+    seen: list[torch.Tensor] = []
+    cfg, tcfg = tiny(tmp_path / "run", steps=1, init_weights=str(tmp_path / "release.pt"), data={"num_val": 0})
+    import hle_core.training.trainer as T
+    original = T.train_one_epoch
+
+    def recording_epoch(model, *args, **kwargs):       # the weights the first step starts from
+        seen.append(next(model.parameters()).detach().clone())
+        return original(model, *args, **kwargs)
+
+    T.train_one_epoch = recording_epoch
+    try:
+        out = load_raw(train(cfg, tcfg, progress=False))
+    finally:
+        T.train_one_epoch = original
+    assert torch.equal(seen[0], next(start.parameters()).float())
+    assert out["step"] == 1 and json.loads(out["extra"])["epoch"] == 0
+    assert out["scheduler"]["last_epoch"] == 1          # the schedule of this run, from its step 0
+
+    other = cfg.override({"model": {"embedding_dim": 6}})
+    save_checkpoint(tmp_path / "other.pt", build_model(other))
+    cfg, tcfg = tiny(tmp_path / "run2", init_weights=str(tmp_path / "other.pt"), data={"num_val": 0})
+    with pytest.raises(CheckpointError, match=r"other\.pt: trained with a different network .*start from it"):
+        train(cfg, tcfg, progress=False)
+
+
 # ---- (b) DDP on CPU: gloo, 2 processes, torchrun's env:// contract -------------------------------------------------
 DDP_WORKER = textwrap.dedent('''
     """One torchrun rank: trains through hle_core.training.train and dumps its own final weights and what it saw."""
