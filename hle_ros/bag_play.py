@@ -145,6 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = add_arguments(argparse.ArgumentParser(prog="hle_bag_play", description=__doc__,
                                                    formatter_class=argparse.RawDescriptionHelpFormatter))
     args = parser.parse_args(remove_ros_args(argv)[1:])
+    from hle_core.allocator import keep_freed_memory
+
+    keep_freed_memory()                           # as the hle command does (hle bag-play comes through it)
     return run_from_args(args, ros_args=argv)
 
 

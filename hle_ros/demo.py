@@ -223,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=0.5, help="replay speed factor (default 0.5: 5 Hz)")
     ap.add_argument("--seed", type=int, default=DEMO_SEED, help="scene seed of the bag (not a training seed)")
     args = ap.parse_args(argv)
+    from hle_core.allocator import keep_freed_memory
+
+    keep_freed_memory()                           # as the hle command and the node do
 
     import torch
 

@@ -15,7 +15,7 @@ every pixel of a cell that borders another segment at full resolution (:mod:`.re
 bounded whatever the number of seeds; ``coarse_factor=1`` decides every pixel on its own (the exact decoder).
 Maps of at most ``exact_max_pixels`` pixels whose kept seeds number at most :data:`EXACT_MAX_SEEDS` are decoded
 exactly even then: there the exact decision costs no more per pixel than the bounded one's worst case (K·D +
-S·(D+4) ≤ 640 multiply-adds for K = D = 8, S ≤ 48, against 884) and saves the bounded path's fixed cost of cells, borders and bookkeeping,
+S·(D+4) ≤ 832 multiply-adds for K = D = 8, S ≤ 64, against 884) and saves the bounded path's fixed cost of cells, borders and bookkeeping,
 which dominates on small maps (docs/RESULTS.md, "Real time on CPU").
 
 The device comes from the inputs; the same code runs on CPU and CUDA with a handful of host syncs per image
@@ -47,9 +47,9 @@ __all__ = ["DecoderInputError", "SegmentLabels", "label_segments", "decode_panop
 #: camera letterboxed into 256 × 512) take the exact path when few seeds are kept; bigger maps the bounded one.
 EXACT_MAX_PIXELS = 1 << 18
 #: The exact path is taken only while at most this many seeds are kept: its K·D + S·(D+4) multiply-adds per pixel
-#: stay below the bounded path's worst case, ≥ K·D + 64·(D+4) (:mod:`.refine`, its 64 seeds on border pixels),
-#: for every K and D: 640 against 884 for K = D = 8, f = 4, ``max_seeds`` 256.
-EXACT_MAX_SEEDS = 48
+#: stay within the bounded path's worst case, ≥ K·D + 64·(D+4) (:mod:`.refine`, its 64 seeds on border pixels),
+#: for every K and D: 832 against 884 for K = D = 8, f = 4, ``max_seeds`` 256.
+EXACT_MAX_SEEDS = 64
 
 #: Keys of the network output dict (docs/ARCHITECTURE.md) that the decoder reads.
 _MAP_KEYS = ("embedding", "sigma", "sigma_spatial", "seed")

@@ -18,6 +18,9 @@ from .export import output_channels, read_onnx_metadata
 
 __all__ = ["OnnxRuntimeBackend"]
 
+#: onnxruntime session option: whether idle intra-op threads spin (busy-wait) for more work; "0" on CPU here.
+ALLOW_SPINNING = "session.intra_op.allow_spinning"
+
 log = logging.getLogger("hle_core.runtime")
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
@@ -66,6 +69,11 @@ class OnnxRuntimeBackend(Backend):
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if intra_op_threads:
             so.intra_op_num_threads = int(intra_op_threads)
+        if self.device.type == "cpu":
+            # onnxruntime's idle pool threads spin after each run by default, on the cores where torch decodes
+            # this frame next: on 2 cores that made the decode after the network 1.7x slower (docs/RESULTS.md,
+            # "Real time on CPU"). The network itself does not slow down when they sleep instead.
+            so.add_session_config_entry(ALLOW_SPINNING, "0")
         self.session = ort.InferenceSession(str(self.path), so, providers=providers)
         self.providers = self.session.get_providers()
         self.decode_params = {k: v.to(self.device) for k, v in info.decode_params.items()}

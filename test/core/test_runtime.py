@@ -91,6 +91,14 @@ def test_onnxruntime_backend_needs_only_the_onnx_file(files, variant, shape):
         torch.testing.assert_close(out[name], ref[name], atol=TOL, rtol=0)
 
 
+def test_onnxruntime_cpu_pool_threads_sleep_between_runs(files):
+    """Idle onnxruntime threads must not spin on the cores where the decode runs next (a 1.7x slower decode)."""
+    from hle_core.runtime.onnx_backend import ALLOW_SPINNING
+
+    backend = OnnxRuntimeBackend(files["static"], intra_op_threads=2)
+    assert backend.session.get_session_options().get_session_config_entry(ALLOW_SPINNING) == "0"
+
+
 def test_onnxruntime_backend_rejects_shapes_the_graph_cannot_take(files):
     backend = OnnxRuntimeBackend(files["static"])
     with pytest.raises(ValueError, match=r"takes input shape \(1, 3, 64, 96\)"):
