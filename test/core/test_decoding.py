@@ -581,7 +581,7 @@ def test_small_maps_with_few_seeds_take_the_exact_path(monkeypatch):
     assert len(calls) == 1
     np.testing.assert_array_equal(bounded.panoptic.numpy(), exact.panoptic.numpy())
     # per-pixel multiply-adds: the exact path's worst case stays within the bounded path's (max_seeds = 256, f = 4)
-    bounded_worst = (K * D + 256 * (D + 4)) / COARSE_FACTOR ** 2 + K * D + 32 * (D + 4)
+    bounded_worst = (K * D + 256 * (D + 4)) / COARSE_FACTOR ** 2 + K * D + refine_module._ALL_SEEDS * (D + 4)
     assert EXACT_MAX_PIXELS >= 256 * 512 and K * D + EXACT_MAX_SEEDS * (D + 4) <= bounded_worst
 
 
