@@ -17,7 +17,9 @@ default decoder (``decode_panoptic``'s defaults: exact on maps of at most ``EXAC
 most ``EXACT_MAX_SEEDS`` seeds are kept, else bounded), the bounded decoder alone (``coarse_factor`` 4,
 ``exact_max_pixels=0``) and the exact per-pixel decoder (``coarse_factor`` 1), their ratio to the network,
 candidates / kept seeds, instances, and the time of each decode stage (module functions wrapped with timers in a
-separate, untimed-for-total run). ``--int8 FILE`` also times the int8 export of the same network on the same
+separate, untimed-for-total run). Those decode times are of the decoder alone; the ``frame`` row times the network
+and the default decode back to back as the node runs a frame, where the decode runs on the cores the network just
+left (``--ort-spinning`` lets onnxruntime's idle threads spin there, its own default, for the A/B). ``--int8 FILE`` also times the int8 export of the same network on the same
 inputs. Example (2 threads, as the issue's numbers)::
 
     OMP_NUM_THREADS=2 PYTHONPATH=. .venv/bin/python bench/bench_decode_trained.py --threads 2 --repeats 3 \\
@@ -71,6 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--int8", default=None, help="an int8 ONNX export of the same network to time as well")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median)")
     p.add_argument("--threads", type=int, default=2, help="torch and onnxruntime intra-op threads")
+    p.add_argument("--ort-spinning", action="store_true",
+                   help="let onnxruntime's idle threads spin (its own default; the product turns it off on CPU)")
     p.add_argument("--json", default=None, help="write every measurement here")
     return p.parse_args(argv)
 
@@ -148,6 +152,27 @@ def worst_case_maps(params: dict, classes, h: int = 512, w: int = 1024, block: i
             "seed": (0.95 * bump)[None]}
 
 
+def back_to_back(pipe, batch: torch.Tensor, size: tuple[int, int], repeats: int) -> dict:
+    """Network then default decode of its output, ``repeats`` times in a row as the node runs a frame: medians of
+    the network, of the decode that follows it (on the cores the network just left) and of the sum (ms)."""
+    params, cfg = pipe.backend.decode_params, pipe.config
+    h, w = size
+    net, dec, total = [], [], []
+    for _ in range(repeats + 1):                                   # the first is a warm-up
+        t0 = time.perf_counter()
+        out = pipe.backend.infer(batch)
+        t1 = time.perf_counter()
+        decode_panoptic(out["embedding"][0, :, :h, :w], out["sigma"][0, :, :h, :w], out["sigma_spatial"][0, :, :h, :w],
+                        out["seed"][0, :, :h, :w], params["class_means"], params["class_sigma"], cfg.classes,
+                        pipe.decoder, cfg.model.coord_scale)
+        t2 = time.perf_counter()
+        net.append((t1 - t0) * 1e3)
+        dec.append((t2 - t1) * 1e3)
+        total.append((t2 - t0) * 1e3)
+    return {"network_ms": float(np.median(net[1:])), "decode_ms": float(np.median(dec[1:])),
+            "total_ms": float(np.median(total[1:]))}
+
+
 def measure(name: str, maps: dict, pipe, net_ms: float | None, repeats: int, extra: dict) -> dict:
     params, cfg = pipe.backend.decode_params, pipe.config
 
@@ -174,6 +199,10 @@ def print_row(row: dict) -> None:
     int8 = f", int8 network {row['int8_ms']:.0f} ms" if row.get("int8_ms") else ""
     print(f"\n{row['input']}  {row['size'][0]}x{row['size'][1]}  network "
           f"{'-' if net is None else f'{net:.0f} ms'}{int8}")
+    if row.get("frame"):
+        f = row["frame"]
+        print(f"  frame    network {f['network_ms']:.1f} ms then default decode {f['decode_ms']:.1f} ms "
+              f"(/network {f['decode_ms'] / f['network_ms']:.3f}), total {f['total_ms']:.1f} ms")
     for label in ("default", "bounded", "exact"):
         r = row[label]
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.3f}"
@@ -189,7 +218,11 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"memory allocator: {keep_freed_memory()}")   # as hle and the node do; HLE_KEEP_FREED_MEMORY=0: off
     torch.set_num_threads(args.threads)
+    from hle_core.runtime import onnx_backend
     from hle_core.runtime.factory import build_pipeline
+
+    if args.ort_spinning:
+        onnx_backend.CPU_SPINNING = "1"
 
     pipe = build_pipeline(args.model, backend=args.backend, device="cpu", intra_op_threads=args.threads)
     int8 = (build_pipeline(args.int8, backend="onnxruntime", device="cpu", intra_op_threads=args.threads)
@@ -223,6 +256,7 @@ def main(argv: list[str] | None = None) -> None:
                 if int8 is not None:
                     extra["int8_ms"], _ = median_ms(lambda: int8.backend.infer(batch), args.repeats)
                 maps = {k: v[0, :, :h, :w] for k, v in out.items()}
+                extra["frame"] = back_to_back(pipes[name], batch, (h, w), args.repeats)
                 rows.append(measure(f"{name} #{i}", maps, pipe, net_ms, args.repeats, extra))
                 print_row(rows[-1])
         if args.worst_case:

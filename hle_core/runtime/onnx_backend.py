@@ -18,8 +18,10 @@ from .export import output_channels, read_onnx_metadata
 
 __all__ = ["OnnxRuntimeBackend"]
 
-#: onnxruntime session option: whether idle intra-op threads spin (busy-wait) for more work; "0" on CPU here.
+#: onnxruntime session option: whether idle intra-op threads spin (busy-wait) for more work, and its value on CPU
+#: here ("0"; bench/bench_decode_trained.py --ort-spinning sets "1" for the A/B).
 ALLOW_SPINNING = "session.intra_op.allow_spinning"
+CPU_SPINNING = "0"
 
 log = logging.getLogger("hle_core.runtime")
 
@@ -73,7 +75,7 @@ class OnnxRuntimeBackend(Backend):
             # onnxruntime's idle pool threads spin after each run by default, on the cores where torch decodes
             # this frame next: on 2 cores that made the decode after the network 1.7x slower (docs/RESULTS.md,
             # "Real time on CPU"). The network itself does not slow down when they sleep instead.
-            so.add_session_config_entry(ALLOW_SPINNING, "0")
+            so.add_session_config_entry(ALLOW_SPINNING, CPU_SPINNING)
         self.session = ort.InferenceSession(str(self.path), so, providers=providers)
         self.providers = self.session.get_providers()
         self.decode_params = {k: v.to(self.device) for k, v in info.decode_params.items()}
