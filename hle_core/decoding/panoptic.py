@@ -13,10 +13,12 @@
 The full mode decides steps 1, 4 and 5 on cells of ``coarse_factor`` × ``coarse_factor`` pixels and re-decides
 every pixel of a cell that borders another segment at full resolution (:mod:`.refine`): its cost per pixel is
 bounded whatever the number of seeds; ``coarse_factor=1`` decides every pixel on its own (the exact decoder).
-Maps of at most ``exact_max_pixels`` pixels whose kept seeds number at most :data:`EXACT_MAX_SEEDS` are decoded
-exactly even then: there the exact decision costs no more per pixel than the bounded one's worst case (K·D +
-S·(D+4) ≤ 832 multiply-adds for K = D = 8, S ≤ 64, against 884) and saves the bounded path's fixed cost of cells, borders and bookkeeping,
-which dominates on small maps (docs/RESULTS.md, "Real time on CPU").
+Maps of at most ``exact_max_pixels`` pixels, and maps where more than half of the cells would be re-decided pixel
+by pixel anyway (:data:`~.refine.REFINED_FRACTION_FOR_EXACT`: mixed cells, as on a real camera's frames), whose kept
+seeds number at most :data:`EXACT_MAX_SEEDS` are decoded exactly even then: there the exact decision costs no
+more per pixel than the bounded one's worst case (K·D + S·(D+4) ≤ 832 multiply-adds for K = D = 8, S ≤ 64, against
+884) and saves the bounded path's fixed cost of cells, borders and bookkeeping, which dominates on small maps and
+on maps of mostly mixed cells (docs/RESULTS.md, "Real time on CPU").
 
 The device comes from the inputs; the same code runs on CPU and CUDA with a handful of host syncs per image
 (candidate count, merge convergence, kept seeds, thing pixels, kept segments), none per seed or per pixel.
@@ -34,7 +36,7 @@ from hle_core.kernels import class_logits, embedding_halves, pixel_coordinates
 
 from .fast import downsample_outputs, upsample_labels, window_pixel_counts
 from .instances import instance_masks
-from .refine import COARSE_FACTOR, label_segments_refined
+from .refine import COARSE_FACTOR, REFINED_FRACTION_FOR_EXACT, RefinedLabels, label_segments_refined
 from .result import PanopticResult
 from .seeds import find_seeds, merge_seeds
 from .segments import filter_small_segments, number_instances, segment_statistics
@@ -184,15 +186,12 @@ def decode_panoptic(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spatial:
     if not isinstance(coarse_factor, int) or coarse_factor < 1:
         raise ConfigError(f"coarse_factor must be an int >= 1, got {coarse_factor!r}")
     cf = coarse_factor if f == 1 and h >= 2 * coarse_factor and w >= 2 * coarse_factor else 1
-    labels = None
-    if cf > 1 and h * w <= exact_max_pixels:                              # small map: exact while few seeds
-        labels = label_segments(embedding, sigma, sigma_spatial, seed, class_means, class_sigma, is_thing_class,
-                                cfg, coord_scale, input_stride, semantic_logits, max_kept_seeds=EXACT_MAX_SEEDS)
-        cf = 1 if labels is not None else cf
-
-    if cf > 1:                                                             # full mode, coarse + refined borders
-        labels = label_segments_refined(embedding, sigma, sigma_spatial, seed, class_means, class_sigma,
-                                        is_thing_class, cfg, coord_scale, input_stride, semantic_logits, cf)
+    labels: SegmentLabels | RefinedLabels | None = None
+    if cf > 1:                                                             # full mode: which path (module docstring)
+        labels = _full_mode_labels(embedding, sigma, sigma_spatial, seed, class_means, class_sigma, is_thing_class,
+                                   cfg, coord_scale, input_stride, semantic_logits, cf, exact_max_pixels)
+        cf = 1 if isinstance(labels, SegmentLabels) else cf
+    if isinstance(labels, RefinedLabels):                                  # coarse cells + refined borders
         areas, boxes, embeddings = labels.areas, labels.boxes, labels.embeddings
     elif f > 1:                                                              # step 7: fast mode
         e_unit, *small_maps, e_mean = downsample_outputs(embedding, sigma, sigma_spatial, seed, f)
@@ -237,6 +236,34 @@ def decode_panoptic(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spatial:
         boxes=boxes[rows],
         embeddings=embeddings[rows].float(),
     )
+
+
+def _full_mode_labels(embedding, sigma, sigma_spatial, seed, class_means, class_sigma, is_thing_class, cfg,
+                      coord_scale, input_stride, semantic_logits, factor: int,
+                      exact_max_pixels: int) -> SegmentLabels | RefinedLabels:
+    """Steps 1-5 of the full decode on the cheaper of its two paths, both bounded per pixel: exact while at most
+    :data:`EXACT_MAX_SEEDS` seeds are kept, on maps of at most ``exact_max_pixels`` pixels or when more than
+    :data:`~.refine.REFINED_FRACTION_FOR_EXACT` of the cells would be re-decided pixel by pixel anyway; else coarse
+    cells with refined borders. ``exact_max_pixels`` 0: always the latter. An abandoned attempt costs its ψ and seed
+    work (exact: K·D multiply-adds per pixel) or one pass over the cells (bounded)."""
+    def exact() -> SegmentLabels | None:
+        return label_segments(embedding, sigma, sigma_spatial, seed, class_means, class_sigma, is_thing_class, cfg,
+                              coord_scale, input_stride, semantic_logits, max_kept_seeds=EXACT_MAX_SEEDS)
+
+    def bounded(max_refined_fraction: float | None = None) -> RefinedLabels | None:
+        return label_segments_refined(embedding, sigma, sigma_spatial, seed, class_means, class_sigma,
+                                      is_thing_class, cfg, coord_scale, input_stride, semantic_logits, factor,
+                                      max_refined_fraction=max_refined_fraction)
+
+    h, w = embedding.shape[1:]
+    if exact_max_pixels <= 0:
+        labels = bounded()
+    elif h * w <= exact_max_pixels:
+        labels = exact() or bounded()
+    else:
+        labels = bounded(REFINED_FRACTION_FOR_EXACT) or exact() or bounded()
+    assert labels is not None                 # bounded() without a fraction always labels
+    return labels
 
 
 def decoder_inputs(outputs: Mapping[str, torch.Tensor], decode_params: Mapping[str, torch.Tensor],

@@ -585,6 +585,36 @@ def test_small_maps_with_few_seeds_take_the_exact_path(monkeypatch):
     assert EXACT_MAX_PIXELS >= 256 * 512 and K * D + EXACT_MAX_SEEDS * (D + 4) <= bounded_worst
 
 
+def test_maps_whose_cells_are_mostly_mixed_take_the_exact_path(monkeypatch):
+    """A map above exact_max_pixels goes to the bounded path, unless more than REFINED_FRACTION_FOR_EXACT of its
+    cells would be re-decided pixel by pixel from the start (mixed cells: embeddings that vary within a cell, as on
+    a real camera's frames): then the bounded path stops after one pass over the cells and the exact decoder runs,
+    while few seeds are kept. Noise on the embeddings mixes the cells."""
+    scene = _street_scene(126, 250, scale=2)
+    n = scene.embedding.shape[1] * scene.embedding.shape[2]
+    exact = scene.decode(coarse_factor=1)
+    returned = []
+    real = panoptic_module.label_segments_refined
+    monkeypatch.setattr(panoptic_module, "label_segments_refined",
+                        lambda *a, **kw: returned.append(real(*a, **kw)) or returned[-1])
+    clean = scene.decode(exact_max_pixels=n - 1)                       # too big for the small-map rule
+    assert [type(r).__name__ for r in returned] == ["RefinedLabels"]  # few mixed cells: cells + borders
+    np.testing.assert_array_equal(clean.panoptic.numpy(), exact.panoptic.numpy())
+
+    gen = torch.Generator().manual_seed(0)
+    scene.embedding = F.normalize(scene.embedding + 0.12 * torch.randn(scene.embedding.shape, generator=gen,
+                                                                        dtype=scene.embedding.dtype), dim=0)
+    exact = scene.decode(coarse_factor=1)
+    returned.clear()
+    noisy = scene.decode(exact_max_pixels=n - 1)
+    assert returned == [None]                                          # stopped after the first pass: exact
+    for name in ("panoptic", "semantic", "ids", "areas", "boxes"):
+        assert torch.equal(getattr(noisy, name), getattr(exact, name)), name
+    returned.clear()
+    scene.decode(exact_max_pixels=0)                                   # 0: always bounded, no early stop
+    assert [type(r).__name__ for r in returned] == ["RefinedLabels"]
+
+
 def test_refined_decode_keeps_instance_borders_exact_between_touching_instances():
     scene = Scene(64, 96)
     scene.add_instance(slice(10, 50), slice(5, 47), "car", 0, score=0.9, seed_radius=4.0)
