@@ -19,8 +19,9 @@ most ``EXACT_MAX_SEEDS`` seeds are kept, else bounded), the bounded decoder alon
 candidates / kept seeds, instances, and the time of each decode stage (module functions wrapped with timers in a
 separate, untimed-for-total run). Those decode times are of the decoder alone; the ``frame`` row times the network
 and the default decode back to back as the node runs a frame, where the decode runs on the cores the network just
-left (``--ort-spinning`` lets onnxruntime's idle threads spin there, its own default, for the A/B). ``--int8 FILE`` also times the int8 export of the same network on the same
-inputs. Example (2 threads, as the issue's numbers)::
+left (``--ort-spinning`` lets onnxruntime's idle threads spin there, its own default, for the A/B).
+``--int8 FILE`` also times the int8 export of the same network on the same inputs. Example (2 threads, as the
+issue's numbers)::
 
     OMP_NUM_THREADS=2 PYTHONPATH=. .venv/bin/python bench/bench_decode_trained.py --threads 2 --repeats 3 \\
         --worst-case --json runs/results/decode_trained.json

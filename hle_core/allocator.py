@@ -23,6 +23,7 @@ import ctypes.util
 import logging
 import os
 import platform
+from typing import Mapping
 
 __all__ = ["keep_freed_memory", "KEEP_FREED_MEMORY_ENV", "MMAP_THRESHOLD", "TRIM_THRESHOLD"]
 
@@ -43,7 +44,7 @@ _PRELOADED = ("jemalloc", "tcmalloc", "mimalloc")
 _state: dict[str, str] = {}
 
 
-def keep_freed_memory(environ: dict[str, str] | None = None) -> str:
+def keep_freed_memory(environ: Mapping[str, str] | None = None) -> str:
     """Tune glibc malloc to keep freed blocks for reuse (module docstring); idempotent, never raises.
 
     Returns a one-line description of what was done (``"glibc mallopt: ..."``) or why nothing was (``"skipped:
@@ -51,14 +52,13 @@ def keep_freed_memory(environ: dict[str, str] | None = None) -> str:
     """
     if "result" in _state:
         return _state["result"]
-    environ = os.environ if environ is None else environ
-    result = _apply(environ)
+    result = _apply(os.environ if environ is None else environ)
     _state["result"] = result
     log.info("memory allocator: %s", result)
     return result
 
 
-def _apply(environ) -> str:
+def _apply(environ: Mapping[str, str]) -> str:
     if environ.get(KEEP_FREED_MEMORY_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
         return f"skipped: {KEEP_FREED_MEMORY_ENV}={environ[KEEP_FREED_MEMORY_ENV]}"
     user_set = [name for name in _GLIBC_ENV if name in environ]

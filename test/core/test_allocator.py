@@ -2,7 +2,8 @@
 allocator settings win, and the ``hle`` command applies it before running a command.
 
 The effect is checked with glibc's own accounting (``mallinfo2``), not by timing: where a map-sized block comes
-from (its own mapping or the heap) and whether the heap keeps it after free. Each case runs in its own interpreter (mallopt is process-wide and one-way).
+from (its own mapping or the heap) and whether the heap keeps it after free. Each case runs in its own interpreter
+(mallopt is process-wide and one-way).
 """
 from __future__ import annotations
 
