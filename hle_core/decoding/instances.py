@@ -70,7 +70,7 @@ def instance_masks(embedding: torch.Tensor, rho: torch.Tensor, seed_embedding: t
     chunk = max(1, _MAX_KERNEL_ELEMENTS // s)
     owners = []
     for e, r in zip(embedding.split(chunk, dim=1), rho.split(chunk, dim=1)):
-        log_phi = weights @ kernel_features(e, r)                                # S x n_chunk
-        best, owner = log_phi.max(dim=0)                                          # n_chunk
+        log_phi = kernel_features(e, r).T @ weights.T                            # n_chunk x S (max along rows:
+        best, owner = log_phi.max(dim=1)                                          # faster on CPU than down columns)
         owners.append(torch.where(best > log_t, owner, torch.full_like(owner, -1)))
     return torch.cat(owners)

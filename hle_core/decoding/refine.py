@@ -147,7 +147,7 @@ def neighbourhood_masks(owner_cells: torch.Tensor, cell_index: torch.Tensor, emb
         sl = slice(start, start + _REFINE_BLOCK)
         feats = kernel_features(embedding[:, sl], rho[:, sl])                    # (D+4) x b
         if s <= _ALL_SEEDS:                                                       # log Φ (eq. 8) of all seeds
-            best, owner = (weights @ feats).max(dim=0)                            # b
+            best, owner = (feats.T @ weights.T).max(dim=1)                        # b
         else:                                                                     # ... of the 9 cells' owners
             cand = padded[(base[sl, None] + offsets).flatten()].view(-1, 9)      # b x 9 seed indices, -1 = none
             safe = cand.clamp_min(0)
