@@ -1,11 +1,13 @@
 """Keep freed tensor memory in the process for reuse (glibc malloc tuning), set once per process.
 
-PyTorch's CPU tensors come from ``malloc``. glibc serves blocks above its mmap threshold (128 KiB, raised
-dynamically only after such a block is freed) with a fresh ``mmap`` and returns them with ``munmap`` on free, so
-a tensor of a few MiB that is made and dropped for every image (a K × N logit block, an upsampled label map, a
-gradient buffer) costs the kernel a page fault and a page zeroing per 4 KiB each time. On the 2-core development
-machine that made ψ's logits over a 256 × 512 map 7× slower than the arithmetic (5.7 vs 0.76 ms), the whole
-decode 1.5-5× slower and erratic, and a training step 20 % slower (docs/RESULTS.md, "Memory allocator").
+PyTorch's CPU tensors come from ``malloc``. glibc serves blocks above its mmap threshold (128 KiB at start,
+raised after such a block is freed, but never above 32 MiB) with a fresh ``mmap`` and returns them with ``munmap``
+on free, and trims the top of its heap when more than twice that threshold is free there; so a tensor that is made
+and dropped for every image or step (a K × N logit block, an upsampled label map, activations and gradients) can
+cost the kernel a page fault and a page zeroing per 4 KiB each time — always above 32 MiB (the maps of a
+1024 × 2048 image), and below it until the threshold has adapted. Measured on the 2-core development machine
+(docs/RESULTS.md, "Memory allocator" and "Real time on CPU"): a training step of the shipped recipe 1.10× faster,
+the exact decode of a 1024 × 2048 image 165 → 130 ms; in a warmed-up process, decodes of smaller maps unchanged.
 
 :func:`keep_freed_memory` raises glibc's mmap and trim thresholds (``mallopt``) so that freed blocks stay in the
 heap and the next image reuses them: the process keeps its peak working set mapped instead of giving it back

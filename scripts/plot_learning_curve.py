@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 def read_history(run: Path) -> list[dict]:
-    path = run / "val_history.jsonl"
+    path = run if run.suffix == ".jsonl" else run / "val_history.jsonl"      # a run folder or a kept copy
     if not path.is_file():
         raise SystemExit(f"{path}: not found (hle train writes it at every validation)")
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -41,8 +41,8 @@ def read_losses(run: Path) -> tuple[list[int], list[float]]:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, nargs="+",
-                   help="run folder(s) of hle train (out_dir); several: the stages of one training, merged by step "
-                        "(a later folder's value wins where two validated the same step)")
+                   help="run folder(s) of hle train (out_dir) or kept copies of their val_history.jsonl; several: "
+                        "the stages of one training, merged by step (a later one wins where two validated a step)")
     p.add_argument("--out", type=Path, required=True, help="PNG to write")
     p.add_argument("--title", default=None)
     p.add_argument("--point", action="append", default=[], metavar="STEP:PQ:PQ_TH:LABEL",

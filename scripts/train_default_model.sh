@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train the shipped default model (models/hle_street.pt) exactly as it was trained: config/synthetic_street.yaml
-# in four resumable stages on the 2-core CPU development machine (docs/RESULTS.md, "default model" section).
+# in five resumable stages on the 2-core CPU development machine (docs/RESULTS.md, "default model" section).
 #
 #   1. steps 0-2000 of a 2000-step polynomial schedule                       -> runs/street/final.pt
 #   2. a warm restart: steps 2000-2400 of a 4000-step schedule (lr back to 0.54 x base), stopped at 2400
@@ -8,11 +8,14 @@
 #   4. a second warm restart from that run's last.pt: steps 3400-3500 of a 5600-step schedule (stopped: the
 #      process died at the step-3600 validation), then steps 3500-5000 of a 5000-step schedule (lr from
 #      0.32 x base down to 0), from the step-3500 last.pt                     -> runs/street6k/final.pt
+#   5. a warm restart from the step-5000 release (float16 weights of runs/street6k/final.pt, `hle export
+#      checkpoint`; its optimizer state was gone): train.init_weights, fresh Adam, 4000 steps of a poly schedule
+#      from 3e-4 (0.3 x base) with 100 warm-up steps (steps 5000-9000 in all)  -> runs/street8k/final.pt
 #
-# The stages are what the compute of three sessions allowed (stage 2 was cut short to finish within a session); a
+# The stages are what the compute of four sessions allowed (stage 2 was cut short to finish within a session); a
 # single `hle train --config config/synthetic_street.yaml --set train.steps=5000` is the plain recipe of the same
 # budget and was not run. Every stage is resumable (`--resume <dir>/last.pt` with the same arguments); resuming
-# is exact (test/core/test_training.py). Then: scripts/release_default_model.sh runs/street6k runs/release5k
+# is exact (test/core/test_training.py). Then: scripts/release_default_model.sh runs/street8k runs/release8k
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 HLE=${HLE:-.venv/bin/hle}
@@ -30,4 +33,9 @@ mkdir -p runs/street6k
 [ -f runs/street6k/last.pt ] || \
   $HLE train --config $RECIPE --resume runs/street6k/start3400.pt --set train.steps=5600 --set train.stop_at=3500 \
     --set train.out_dir=runs/street6k
-$HLE train --config $RECIPE --resume runs/street6k/last.pt --set train.steps=5000 --set train.out_dir=runs/street6k
+[ -f runs/street6k/final.pt ] || \
+  $HLE train --config $RECIPE --resume runs/street6k/last.pt --set train.steps=5000 --set train.out_dir=runs/street6k
+[ -f runs/street6k/release5k.pt ] || \
+  $HLE export checkpoint --checkpoint runs/street6k/final.pt --out runs/street6k/release5k.pt
+$HLE train --config $RECIPE --set train.init_weights=runs/street6k/release5k.pt --set train.steps=4000 \
+  --set train.lr=3.0e-4 --set train.warmup_steps=100 --set train.val_every=1000 --set train.out_dir=runs/street8k
