@@ -5,9 +5,9 @@ raised after such a block is freed, but never above 32 MiB) with a fresh ``mmap`
 on free, and trims the top of its heap when more than twice that threshold is free there; so a tensor that is made
 and dropped for every image or step (a K × N logit block, an upsampled label map, activations and gradients) can
 cost the kernel a page fault and a page zeroing per 4 KiB each time — always above 32 MiB (the maps of a
-1024 × 2048 image), and below it until the threshold has adapted. Measured on the 2-core development machine
-(docs/RESULTS.md, "Memory allocator" and "Real time on CPU"): a training step of the shipped recipe 1.10× faster,
-the exact decode of a 1024 × 2048 image 165 → 130 ms; in a warmed-up process, decodes of smaller maps unchanged.
+1024 × 2048 image), and below it until the threshold has adapted. What that costs and what this saves (training
+steps, decodes of large maps; not smaller decodes in a warmed-up process) is measured in docs/RESULTS.md,
+"Memory allocator" and "Real time on CPU".
 
 :func:`keep_freed_memory` raises glibc's mmap and trim thresholds (``mallopt``) so that freed blocks stay in the
 heap and the next image reuses them: the process keeps its peak working set mapped instead of giving it back
@@ -29,7 +29,7 @@ from typing import Mapping
 
 __all__ = ["keep_freed_memory", "KEEP_FREED_MEMORY_ENV", "MMAP_THRESHOLD", "TRIM_THRESHOLD"]
 
-log = logging.getLogger("hle.runtime")
+log = logging.getLogger("hle.allocator")
 
 #: Set to 0 to leave malloc as the C library configures it.
 KEEP_FREED_MEMORY_ENV = "HLE_KEEP_FREED_MEMORY"

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     try:
         final = train(cfg, tcfg, resume=args.resume, progress=not args.no_progress)
-    except CheckpointError as exc:          # --resume names a missing / corrupt / foreign checkpoint
+    except CheckpointError as exc:          # --resume / train.init_weights: a missing, corrupt or foreign checkpoint
         print(f"hle train: error: {exc}", file=sys.stderr)
         return 2
     print(f"final checkpoint: {final}")

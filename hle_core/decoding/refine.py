@@ -49,12 +49,12 @@ COARSE_FACTOR = 4
 MIXED_CELL = 0.01
 #: Up to this many kept seeds, border pixels evaluate log Φ of every seed (one small matrix product, exact);
 #: trained models keep 7-16 per 512 × 1024 street image, ~50 on a crowded 576 × 768 camera frame. A product
-#: over 64 seeds costs less on CPU than gathering 9 candidates' weights per pixel (about 2× on that frame).
+#: over 64 seeds costs less on CPU than gathering 9 candidates' weights per pixel (docs/RESULTS.md).
 _ALL_SEEDS = 64
 #: Default ``max_refined_fraction`` of the full decode: when more than half of the cells must be re-decided pixel by
 #: pixel from the start (class borders, mixed cells), the exact decoder is cheaper than cells + refinement: on
 #: frames of a real camera video ~70 % of the cells were mixed (the synthetic-trained model's embeddings vary
-#: within cells) and the exact path decoded them 1.5× faster; synthetic street scenes have 13-21 %.
+#: within cells) and the exact path decoded them faster (docs/RESULTS.md); synthetic street scenes have 13-21 %.
 REFINED_FRACTION_FOR_EXACT = 0.5
 #: Pixels per block of the 9-candidate refinement (block × 9 × (D+4) floats at once).
 _REFINE_BLOCK = 1 << 15

@@ -73,8 +73,8 @@ class OnnxRuntimeBackend(Backend):
             so.intra_op_num_threads = int(intra_op_threads)
         if self.device.type == "cpu":
             # onnxruntime's idle pool threads spin after each run by default, on the cores where torch decodes
-            # this frame next: on 2 cores that made the decode after the network 1.7x slower (docs/RESULTS.md,
-            # "Real time on CPU"). The network itself does not slow down when they sleep instead.
+            # this frame next: on 2 cores that slowed the decode after the network (docs/RESULTS.md, "Real time
+            # on CPU", the spinning A/B). The network itself does not slow down when they sleep instead.
             so.add_session_config_entry(ALLOW_SPINNING, CPU_SPINNING)
         self.session = ort.InferenceSession(str(self.path), so, providers=providers)
         self.providers = self.session.get_providers()

@@ -92,7 +92,7 @@ def test_onnxruntime_backend_needs_only_the_onnx_file(files, variant, shape):
 
 
 def test_onnxruntime_cpu_pool_threads_sleep_between_runs(files):
-    """Idle onnxruntime threads must not spin on the cores where the decode runs next (a 1.7x slower decode)."""
+    """Idle onnxruntime threads must not spin on the cores where the decode runs next (it slowed the decode)."""
     from hle_core.runtime.onnx_backend import ALLOW_SPINNING
 
     backend = OnnxRuntimeBackend(files["static"], intra_op_threads=2)

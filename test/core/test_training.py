@@ -154,14 +154,14 @@ def test_resume_refuses_a_checkpoint_of_another_network_or_without_optimizer(tmp
         train(cfg, tcfg, resume=tmp_path / "weights_only.pt", progress=False)
 
 
-def test_init_weights_starts_from_a_release_checkpoint_with_a_fresh_schedule(tmp_path):
+def test_init_weights_starts_from_a_release_checkpoint_with_a_fresh_schedule(tmp_path, monkeypatch):
     """train.init_weights: the weights of a weights-only (release, float16) checkpoint start the run; the step
     counter, optimizer and lr schedule start afresh (a warm restart when no optimizer state is left). A checkpoint
     of another network is refused before any step."""
     cfg, _ = tiny(tmp_path / "unused")
     torch.manual_seed(123)
     start = build_model(cfg)
-    save_checkpoint(tmp_path / "release.pt", start.half())      # what `hle export checkpoint --fp16` writes
+    save_checkpoint(tmp_path / "release.pt", start.half())      # float16, as `hle export checkpoint` writes
     seen: list[torch.Tensor] = []
     cfg, tcfg = tiny(tmp_path / "run", steps=1, init_weights=str(tmp_path / "release.pt"), data={"num_val": 0})
     import hle_core.training.trainer as T
@@ -171,11 +171,8 @@ def test_init_weights_starts_from_a_release_checkpoint_with_a_fresh_schedule(tmp
         seen.append(next(model.parameters()).detach().clone())
         return original(model, *args, **kwargs)
 
-    T.train_one_epoch = recording_epoch
-    try:
-        out = load_raw(train(cfg, tcfg, progress=False))
-    finally:
-        T.train_one_epoch = original
+    monkeypatch.setattr(T, "train_one_epoch", recording_epoch)
+    out = load_raw(train(cfg, tcfg, progress=False))
     assert torch.equal(seen[0], next(start.parameters()).float())
     assert out["step"] == 1 and json.loads(out["extra"])["epoch"] == 0
     assert out["scheduler"]["last_epoch"] == 1          # the schedule of this run, from its step 0
@@ -185,6 +182,12 @@ def test_init_weights_starts_from_a_release_checkpoint_with_a_fresh_schedule(tmp
     cfg, tcfg = tiny(tmp_path / "run2", init_weights=str(tmp_path / "other.pt"), data={"num_val": 0})
     with pytest.raises(CheckpointError, match=r"other\.pt: trained with a different network .*start from it"):
         train(cfg, tcfg, progress=False)
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "release.pt").read_bytes()[:1000])       # a truncated copy
+    for bad, reason in (("missing.pt", "checkpoint not found"), ("cut.pt", "cannot read checkpoint")):
+        cfg, tcfg = tiny(tmp_path / "run3", init_weights=str(tmp_path / bad), data={"num_val": 0})
+        with pytest.raises(CheckpointError, match=reason):
+            train(cfg, tcfg, progress=False)
+        assert not (tmp_path / "run3" / "last.pt").exists()                           # refused before any step
 
 
 # ---- (b) DDP on CPU: gloo, 2 processes, torchrun's env:// contract -------------------------------------------------
