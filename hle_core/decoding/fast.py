@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["downsample_outputs", "window_pixel_counts", "upsample_labels", "unit_rows"]
+__all__ = ["downsample_outputs", "window_mean", "window_pixel_counts", "upsample_labels", "unit_rows"]
 
 
 def downsample_outputs(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spatial: torch.Tensor,
@@ -26,10 +26,29 @@ def downsample_outputs(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spati
     partial = embedding.shape[-2] % factor != 0 or embedding.shape[-1] % factor != 0
 
     def pool(x: torch.Tensor) -> torch.Tensor:                       # ceil_mode only when needed (slower)
-        return F.avg_pool2d(x, factor, stride=factor, ceil_mode=partial)
+        return F.avg_pool2d(x, factor, stride=factor, ceil_mode=True) if partial else window_mean(x, factor)
 
     mean = pool(embedding)                                                          # D x h x w
     return (unit_rows(mean), pool(sigma[None])[0], pool(sigma_spatial[None])[0], pool(seed[None])[0], mean)
+
+
+def window_mean(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Mean of every ``factor × factor`` window of a ``(C, H, W)`` map whose sides are multiples of ``factor``:
+    ``(C, H/factor, W/factor)``, the windows' rows added as ``factor`` whole-row slices, then their columns as
+    ``factor`` strided slices (each an elementwise add over the map; a reduction over a short strided axis, as
+    ``sum`` or ``avg_pool2d`` do, is several times slower on CPU)."""
+    c, h, w = x.shape
+    if h % factor or w % factor:
+        raise ValueError(f"window_mean: ({h}, {w}) is not a multiple of {factor}; use avg_pool2d with ceil_mode")
+    rows = x.reshape(c, h // factor, factor, w)
+    acc = rows[:, :, 0].clone()                                                     # C x h x W
+    for i in range(1, factor):
+        acc += rows[:, :, i]
+    cols = acc.view(c, h // factor, w // factor, factor)
+    out = cols[..., 0].clone()                                                      # C x h x w
+    for i in range(1, factor):
+        out += cols[..., i]
+    return out.div_(factor * factor)
 
 
 def unit_rows(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:

@@ -35,11 +35,12 @@ from hle_core.config import LABEL_DIVISOR, VOID_ID, ClassTable, ConfigError, Dec
 from hle_core.kernels import class_logits, embedding_halves, pixel_coordinates
 
 from .fast import downsample_outputs, upsample_labels, window_pixel_counts
+from .indexing import gather_columns, lookup, put
 from .instances import instance_masks
 from .refine import COARSE_FACTOR, REFINED_FRACTION_FOR_EXACT, RefinedLabels, label_segments_refined
 from .result import PanopticResult
 from .seeds import find_seeds, merge_seeds
-from .segments import filter_small_segments, number_instances, segment_statistics
+from .segments import filter_small_segments, lane_bincount, lane_keys, number_instances, segment_statistics
 from .semantic import assign_semantics, stuff_pixels
 
 __all__ = ["DecoderInputError", "SegmentLabels", "label_segments", "decode_panoptic", "decode_batch", "decoder_inputs",
@@ -102,7 +103,7 @@ def label_segments(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spatial: 
     e = embedding.reshape(d, n)                                                          # D x N
     logits = None if semantic_logits is None else semantic_logits.reshape(k, n)
     semantic, psi_max = assign_semantics(e, class_means, class_sigma, logits)           # N, N
-    thing_px = is_thing_class[semantic]                                                  # N
+    thing_px = lookup(is_thing_class, semantic)                                          # N
 
     # steps 2-3: candidate seeds, merged to one per instance
     index, score = find_seeds(seed, thing_px.view(h, w), cfg.nms_kernel, cfg.seed_threshold, cfg.max_seeds)
@@ -118,17 +119,17 @@ def label_segments(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spatial: 
     segment = torch.zeros(n, dtype=torch.long, device=e.device)                          # N, 0 = void
     if s:
         pix = thing_px.nonzero().squeeze(1)                                              # thing pixels
-        owner = instance_masks(e[:, pix], rho[:, pix], e[:, index].T, rho[:, index].T, sig[index], sig_sp[index],
-                               cfg.mask_threshold)
-        segment[pix] = owner + 1                                                         # unclaimed (-1) → void
+        owner = instance_masks(gather_columns(e, pix), gather_columns(rho, pix), e[:, index].T, rho[:, index].T,
+                               sig[index], sig_sp[index], cfg.mask_threshold, rows_sorted=True)   # row-major scan
+        put(segment, pix, owner + 1)                                                     # unclaimed (-1) → void
 
     # step 5: stuff regions, one slot per stuff class
-    stuff = stuff_pixels(semantic, psi_max, ~is_thing_class, cfg.stuff_threshold)
+    stuff = stuff_pixels(thing_px, psi_max, cfg.stuff_threshold)
     segment = torch.where(stuff, s + 1 + semantic, segment)
 
     m = 1 + s + k
-    counts = torch.bincount(segment, minlength=m)
-    mean_psi = torch.bincount(segment, weights=psi_max, minlength=m) / counts.clamp_min(1)
+    keys = lane_keys(segment.view(h, w))
+    mean_psi = lane_bincount(keys, m, psi_max) / lane_bincount(keys, m).clamp_min(1)
     dev = e.device
     zero_l, zero_b = torch.zeros(1, dtype=torch.long, device=dev), torch.zeros(1, dtype=torch.bool, device=dev)
     return SegmentLabels(
@@ -218,11 +219,11 @@ def decode_panoptic(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spatial:
     rows = valid.nonzero().squeeze(1)
     rows = rows[torch.argsort(ids[rows])]                                   # segments by ascending id
     if cf > 1:                                                             # label cells, then border pixels
-        panoptic = upsample_labels(ids.to(torch.int32)[labels.slot_cells], (h, w), cf)
-        panoptic.view(-1)[labels.border_pixels] = ids.to(torch.int32)[labels.slot_border]
+        panoptic = upsample_labels(lookup(ids.to(torch.int32), labels.slot_cells), (h, w), cf)
+        put(panoptic.view(-1), labels.border_pixels, lookup(ids.to(torch.int32), labels.slot_border))
         semantic = labels.semantic
     else:
-        panoptic, semantic = ids.to(torch.int32)[labels.segment_map], labels.semantic
+        panoptic, semantic = lookup(ids.to(torch.int32), labels.segment_map), labels.semantic
     if f > 1:
         panoptic, semantic = upsample_labels(panoptic, (h, w), f), upsample_labels(semantic, (h, w), f)
     return PanopticResult(

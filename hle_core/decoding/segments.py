@@ -2,13 +2,48 @@
 
 Everything here reduces over the label map with ``bincount`` / ``index_add_`` (one pass over the pixels for
 all segments together), never a Python loop over segments or pixels.
+
+Per-segment sums go through :func:`lane_keys`: neighbouring pixels mostly belong to the same segment, and a
+scatter into one accumulator per segment makes every addition wait for the previous one into the same
+memory word (a dependency chain the length of the run). Giving pixel ``i`` the accumulator
+``segment · LANES + i mod LANES`` spreads each run over ``LANES`` independent partial sums, which are added up
+afterwards (docs/RESULTS.md, "Real time on CPU", for the measured effect).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["segment_statistics", "filter_small_segments", "number_instances"]
+__all__ = ["LANES", "lane_keys", "lane_bincount", "lane_index_add", "segment_statistics", "filter_small_segments",
+           "number_instances"]
+
+#: Independent partial sums per segment (a power of two); see the module docstring.
+LANES = 16
+
+
+def lane_keys(segment: torch.Tensor) -> torch.Tensor:
+    """Accumulator index ``segment · LANES + position mod LANES`` of every pixel of a ``(h, w)`` label map
+    (position = column) or of a flat ``(N,)`` one (position = index); returned flat, ``(N,)`` int64."""
+    if segment.dim() == 2:
+        lane = torch.arange(segment.shape[1], device=segment.device) & (LANES - 1)          # w, broadcast on rows
+    else:
+        lane = torch.arange(segment.numel(), device=segment.device) & (LANES - 1)
+    return (segment * LANES + lane).flatten()
+
+
+def lane_bincount(keys: torch.Tensor, num_segments: int, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """``torch.bincount(segment, weights, minlength=num_segments)`` from :func:`lane_keys` ``keys``: ``(M,)``
+    (int64 without weights, float64 with them)."""
+    return torch.bincount(keys, weights, minlength=num_segments * LANES).view(num_segments, LANES).sum(1)
+
+
+def lane_index_add(keys: torch.Tensor, values: torch.Tensor, num_segments: int) -> torch.Tensor:
+    """Per-segment sums of ``values`` ``(C, N)`` from :func:`lane_keys` ``keys``: ``(C, M)``, i.e.
+    ``zeros(C, M).index_add_(1, segment, values)`` summed in another order."""
+    c = values.shape[0]
+    sums = values.new_zeros(c, num_segments * LANES)
+    sums.index_add_(1, keys, values)
+    return sums.view(c, num_segments, LANES).sum(2)
 
 
 def segment_statistics(segment_map: torch.Tensor, embedding: torch.Tensor, num_segments: int, *,
@@ -54,8 +89,7 @@ def segment_statistics(segment_map: torch.Tensor, embedding: torch.Tensor, num_s
     values = embedding.reshape(d, -1)                                            # D x (h w)
     if pixel_count is not None:
         values = values * pixel_count.flatten().to(values.dtype)                 # window sums
-    sums = torch.zeros(d, num_segments, dtype=embedding.dtype, device=dev)
-    sums.index_add_(1, segment_map.flatten(), values)                            # D x M
+    sums = lane_index_add(lane_keys(segment_map), values, num_segments)           # D x M
     return areas, boxes, F.normalize(sums.T, dim=1, eps=1e-12)
 
 

@@ -51,16 +51,17 @@ def _assign_block(embedding: torch.Tensor, class_means: torch.Tensor, class_sigm
     return semantic, psi_max
 
 
-def stuff_pixels(semantic: torch.Tensor, psi_max: torch.Tensor, is_stuff_class: torch.Tensor,
-                 stuff_threshold: float) -> torch.Tensor:
+def stuff_pixels(thing_pixels: torch.Tensor, psi_max: torch.Tensor, stuff_threshold: float) -> torch.Tensor:
     """§3.5 step 5: "for stuff classes, we threshold the value of the semantic kernel ψ_k(e_i)".
 
+    Every class is a thing or a stuff class, so a pixel's class is stuff exactly where it is not a thing pixel
+    (the caller has that mask already; no second lookup of the class table).
+
     Args:
-        semantic: ``(N,)`` int64 class index per pixel.
+        thing_pixels: ``(N,)`` bool, pixels whose argmax-ψ class is a thing class.
         psi_max: ``(N,)`` ψ of that class (eq. 9).
-        is_stuff_class: ``(K,)`` bool, True for stuff classes.
         stuff_threshold: pixels with ψ at or below it become void.
     Returns:
         ``(N,)`` bool: pixels that keep their stuff class.
     """
-    return is_stuff_class[semantic] & (psi_max > stuff_threshold)
+    return ~thing_pixels & (psi_max > stuff_threshold)

@@ -43,6 +43,9 @@ from hle_core.decoding import refine as refine_module
 from hle_core.decoding import (COARSE_FACTOR, EXACT_MAX_PIXELS, EXACT_MAX_SEEDS, border_cells, cell_pixels,
                                neighbourhood_masks)
 from hle_core.decoding import semantic as semantic_module
+from hle_core.decoding.fast import window_mean
+from hle_core.decoding.indexing import gather_columns, lookup, put
+from hle_core.decoding.segments import LANES, lane_bincount, lane_index_add, lane_keys
 from hle_core.kernels import class_logits, instance_kernel
 
 CLASSES = street_class_table()
@@ -640,7 +643,7 @@ def test_worst_case_work_is_bounded_by_cells_not_pixels(monkeypatch):
     seen = {"cells": [], "pixels": []}
     real_masks, real_nbh = refine_module.instance_masks, refine_module.neighbourhood_masks
     monkeypatch.setattr(refine_module, "instance_masks",
-                        lambda e, *a: seen["cells"].append((e.shape[1], a[1].shape[0])) or real_masks(e, *a))
+                        lambda e, *a, **k: seen["cells"].append((e.shape[1], a[1].shape[0])) or real_masks(e, *a, **k))
     monkeypatch.setattr(refine_module, "neighbourhood_masks",
                         lambda oc, ci, e, *a: seen["pixels"].append(e.shape[1]) or real_nbh(oc, ci, e, *a))
     res = scene.decode(cfg)
@@ -703,3 +706,92 @@ def test_refined_decode_with_separate_semantic_logits_equals_the_exact_decoder()
     refined = scene.decode(semantic_logits=logits, exact_max_pixels=0)
     assert torch.equal(refined.panoptic, exact.panoptic) and torch.equal(refined.ids, exact.ids)
     torch.testing.assert_close(refined.scores, exact.scores)
+
+
+def _sorted_pixels_and_seeds(rng, n=3000, s=12):
+    """Pixels scanned row-major over a 60 x 50 map (ρ in map units / 16) and seeds of very different reach."""
+    h, w = 60, 50
+    ys, xs = np.divmod(np.sort(rng.choice(h * w, n, replace=False)), w)
+    rho = torch.from_numpy(np.stack((xs + 0.5, ys + 0.5)) / 16.0)
+    e = F.normalize(torch.from_numpy(rng.normal(size=(D, n))), dim=0)
+    pick = rng.choice(n, s, replace=False)
+    seeds = F.normalize(e[:, pick].T + 0.1 * torch.from_numpy(rng.normal(size=(s, D))), dim=1)
+    rho_l = rho[:, pick].T.clone()
+    sig = torch.from_numpy(0.5 + rng.random(s))
+    sig_sp = torch.from_numpy(np.r_[0.02, 5.0, 0.05 + 0.4 * rng.random(s - 2)])   # a pinpoint and a map-wide seed
+    return e, rho, seeds, rho_l, sig, sig_sp
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.05, 0.0])
+def test_instance_masks_spatial_pruning_changes_nothing(monkeypatch, threshold):
+    """rows_sorted: each block of rows sees only the seeds that can reach it; the owners are those of the
+    brute force over all seeds (t = 0: Φ > 0 everywhere, nothing is pruned)."""
+    e, rho, seeds, rho_l, sig, sig_sp = _sorted_pixels_and_seeds(np.random.default_rng(11))
+    phi = instance_kernel(e, rho, seeds, rho_l, sig, sig_sp).numpy()           # S x N
+    want = np.where(phi.max(0) > threshold, phi.argmax(0), -1)
+    seen = []
+    real = instances_module._block_owners
+    monkeypatch.setattr(instances_module, "_block_owners",
+                        lambda e_, r_, w_, idx, t_: seen.append(w_.shape[0] if idx is None else idx.numel())
+                        or real(e_, r_, w_, idx, t_))
+    monkeypatch.setattr(instances_module, "_MIN_ELEMENTS_TO_PRUNE", 0)
+    monkeypatch.setattr(instances_module, "_PRUNE_BLOCKS", 10)
+    got = instance_masks(e, rho, seeds, rho_l, sig, sig_sp, threshold, rows_sorted=True).numpy()
+    np.testing.assert_array_equal(got, want)
+    assert (want >= 0).any() and (threshold < 0.5 or (want == -1).any())
+    if threshold > 0:
+        assert len(seen) == 10
+        assert min(seen) < seeds.shape[0] and max(seen) <= seeds.shape[0]    # some blocks saw fewer seeds
+        assert min(seen) >= 1                                                 # the map-wide seed reaches all
+    else:
+        assert seen == [seeds.shape[0]]                                       # one block, every seed
+
+
+def test_seed_reach_bounds_the_kernel():
+    """Outside its radius (margin 0) a seed's Φ is at most t even for a pixel with the seed's own embedding;
+    just inside it, that pixel's Φ exceeds t: the radius is tight."""
+    sig_sp, t = torch.tensor([0.05, 0.3], dtype=torch.float64), 0.4
+    r = instances_module.seed_reach(sig_sp, t)
+    mu = F.normalize(torch.ones(2, D, dtype=torch.float64), dim=1)
+    for scale, above in ((1.001, False), (0.999, True)):
+        rho = torch.stack((r * scale, torch.zeros(2, dtype=torch.float64)))              # 2 x 2: one pixel per seed
+        phi = instance_kernel(mu.T, rho, mu, torch.zeros(2, 2, dtype=torch.float64), torch.ones(2,
+                              dtype=torch.float64), sig_sp).diagonal()
+        assert bool((phi > t).all()) is above and bool((phi <= t).all()) is not above
+    assert torch.isinf(instances_module.seed_reach(sig_sp, 0.0)).all()
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4])
+def test_window_mean_equals_avg_pool(factor):
+    x = torch.from_numpy(np.random.default_rng(factor).normal(size=(5, 6 * factor, 7 * factor)))
+    torch.testing.assert_close(window_mean(x, factor), F.avg_pool2d(x, factor, factor))
+    with pytest.raises(ValueError, match="multiple of"):
+        window_mean(x[:, 1:], factor)
+
+
+@pytest.mark.parametrize("shape", [(37,), (9, 35), (4, 16)])
+def test_lane_sums_equal_plain_sums(shape):
+    """Per-segment counts, weighted counts and sums through interleaved lanes equal bincount / index_add_ over
+    the segments themselves (runs of one segment, lengths not multiples of LANES)."""
+    rng = np.random.default_rng(sum(shape))
+    seg = torch.from_numpy(np.repeat(rng.integers(0, 5, size=-(-int(np.prod(shape)) // 3)), 3)[:int(np.prod(shape))])
+    seg = seg.view(shape)
+    flat, m = seg.flatten(), 7
+    weights = torch.from_numpy(rng.random(flat.numel()))
+    values = torch.from_numpy(rng.normal(size=(3, flat.numel())))
+    keys = lane_keys(seg)
+    assert keys.shape == flat.shape and torch.equal(keys // LANES, flat)
+    assert torch.equal(lane_bincount(keys, m), torch.bincount(flat, minlength=m))
+    torch.testing.assert_close(lane_bincount(keys, m, weights), torch.bincount(flat, weights, minlength=m))
+    torch.testing.assert_close(lane_index_add(keys, values, m), torch.zeros(3, m, dtype=values.dtype)
+                               .index_add_(1, flat, values))
+
+
+def test_indexing_helpers_equal_advanced_indexing():
+    table = torch.tensor([5, 7, 9, 11])
+    index = torch.tensor([[3, 0], [1, 1]])
+    assert torch.equal(lookup(table, index), table[index])
+    x = torch.arange(12.0).view(3, 4)
+    assert torch.equal(gather_columns(x, torch.tensor([2, 0])), x[:, [2, 0]])
+    y = torch.zeros(5, dtype=torch.long)
+    assert put(y, torch.tensor([4, 1]), torch.tensor([8, 6])) is y and y.tolist() == [0, 6, 0, 0, 8]
