@@ -7,9 +7,13 @@ them per pixel, so they are written out here once.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
-__all__ = ["lookup", "gather_columns", "put"]
+from hle_core.kernels import pixel_coordinates
+
+__all__ = ["lookup", "gather_columns", "put", "map_coordinates"]
 
 
 def lookup(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -25,3 +29,12 @@ def gather_columns(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 def put(x: torch.Tensor, index: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """``x[index] = values`` in place for 1-D ``x``, ``index`` and ``values`` (distinct indices); returns ``x``."""
     return x.index_copy_(0, index, values)
+
+
+@functools.lru_cache(maxsize=16)
+def map_coordinates(height: int, width: int, coord_scale: float, stride: float, device: torch.device,
+                    dtype: torch.dtype) -> torch.Tensor:
+    """ρ of every cell of a map, ``(2, height · width)`` (:func:`hle_core.kernels.pixel_coordinates` flattened),
+    computed once per map geometry: a camera's frames share it. Read-only — callers gather from it and never
+    write into it."""
+    return pixel_coordinates(height, width, coord_scale, stride=stride, device=device, dtype=dtype).reshape(2, -1)

@@ -32,10 +32,10 @@ import torch
 import torch.nn.functional as F
 
 from hle_core.config import LABEL_DIVISOR, VOID_ID, ClassTable, ConfigError, DecoderConfig
-from hle_core.kernels import class_logits, embedding_halves, pixel_coordinates
+from hle_core.kernels import class_logits, embedding_halves
 
 from .fast import downsample_outputs, upsample_labels, window_pixel_counts
-from .indexing import gather_columns, lookup, put
+from .indexing import gather_columns, lookup, map_coordinates, put
 from .instances import instance_masks
 from .refine import COARSE_FACTOR, REFINED_FRACTION_FOR_EXACT, RefinedLabels, label_segments_refined
 from .result import PanopticResult
@@ -74,6 +74,7 @@ class SegmentLabels:
         category: ``(M,)`` int64 class index per slot (M = 1 + S + K).
         is_thing: ``(M,)`` bool.
         score: ``(M,)`` seed value (instances) or mean ψ (stuff).
+        lane_keys: ``(h·w,)`` :func:`~.segments.lane_keys` of ``segment_map``, for its statistics (None: not made).
     """
 
     segment_map: torch.Tensor
@@ -81,6 +82,7 @@ class SegmentLabels:
     category: torch.Tensor
     is_thing: torch.Tensor
     score: torch.Tensor
+    lane_keys: torch.Tensor | None = None
 
 
 def label_segments(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spatial: torch.Tensor, seed: torch.Tensor,
@@ -107,7 +109,7 @@ def label_segments(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spatial: 
 
     # steps 2-3: candidate seeds, merged to one per instance
     index, score = find_seeds(seed, thing_px.view(h, w), cfg.nms_kernel, cfg.seed_threshold, cfg.max_seeds)
-    rho = pixel_coordinates(h, w, coord_scale, stride=input_stride, device=e.device, dtype=e.dtype).reshape(2, n)
+    rho = map_coordinates(h, w, float(coord_scale), float(input_stride), e.device, e.dtype)          # 2 x N
     sig, sig_sp = sigma.reshape(n), sigma_spatial.reshape(n)
     keep = merge_seeds(e[:, index].T, rho[:, index].T, sig[index], sig_sp[index], cfg.merge_threshold)
     index, score = index[keep], score[keep]                                              # S, S
@@ -139,6 +141,7 @@ def label_segments(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spatial: 
         is_thing=torch.cat((zero_b, torch.ones(s, dtype=torch.bool, device=dev),
                             torch.zeros(k, dtype=torch.bool, device=dev))),
         score=torch.cat((mean_psi[:1], score.to(mean_psi.dtype), mean_psi[s + 1:])),
+        lane_keys=keys,
     )
 
 
@@ -207,7 +210,8 @@ def decode_panoptic(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spatial:
         if labels is None:
             labels = label_segments(embedding, sigma, sigma_spatial, seed, class_means, class_sigma,
                                     is_thing_class, cfg, coord_scale, input_stride, semantic_logits)
-        areas, boxes, embeddings = segment_statistics(labels.segment_map, embedding, labels.category.numel())
+        areas, boxes, embeddings = segment_statistics(labels.segment_map, embedding, labels.category.numel(),
+                                                      keys=labels.lane_keys)
 
     # step 6: minimum areas (at output resolution), then Cityscapes ids
     valid = filter_small_segments(areas, labels.is_thing, cfg.min_instance_area, cfg.min_stuff_area)

@@ -31,10 +31,9 @@ import torch
 import torch.nn.functional as F
 
 from hle_core.config import DecoderConfig
-from hle_core.kernels import pixel_coordinates
 
 from .fast import unit_rows, upsample_labels, window_mean, window_pixel_counts
-from .indexing import gather_columns, lookup, put
+from .indexing import gather_columns, lookup, map_coordinates, put
 from .instances import instance_masks, kernel_features, kernel_weights
 from .seeds import find_seeds, merge_seeds, window_max
 from .segments import lane_bincount, lane_index_add, lane_keys
@@ -223,7 +222,7 @@ def label_segments_refined(embedding: torch.Tensor, sigma: torch.Tensor, sigma_s
     owner_c = torch.full((nc,), -1, dtype=torch.long, device=dev)
     if s:
         tc = thing_c.nonzero().squeeze(1)
-        rho_c = pixel_coordinates(hc, wc, coord_scale, stride=input_stride * f, device=dev, dtype=dt).reshape(2, nc)
+        rho_c = map_coordinates(hc, wc, float(coord_scale), float(input_stride * f), dev, dt)          # 2 x nc
         owner_c[tc] = instance_masks(gather_columns(e_unit, tc), gather_columns(rho_c, tc), seed_e, rho_seed,
                                      seed_sig, seed_sig_sp, cfg.mask_threshold, rows_sorted=True)
     # step 5 on the cells, then the slot of every cell

@@ -48,7 +48,8 @@ def lane_index_add(keys: torch.Tensor, values: torch.Tensor, num_segments: int) 
 
 def segment_statistics(segment_map: torch.Tensor, embedding: torch.Tensor, num_segments: int, *,
                        pixel_count: torch.Tensor | None = None, factor: int = 1,
-                       size: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                       size: tuple[int, int] | None = None,
+                       keys: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Area, bounding box and normalised mean embedding of every segment of a label map.
 
     Boxes come from two histograms, pixels per (segment, row) and per (segment, column): the first and last
@@ -63,6 +64,7 @@ def segment_statistics(segment_map: torch.Tensor, embedding: torch.Tensor, num_s
         num_segments: M, the number of segment slots.
         pixel_count: ``(h, w)`` int64 pixels per cell (:func:`~.fast.window_pixel_counts`); None: all 1.
         factor: pixels per cell side; size: ``(H, W)`` of the full image (default ``(h, w)``).
+        keys: :func:`lane_keys` of ``segment_map`` when the caller has them already.
     Returns:
         ``areas`` ``(M,)`` int64, ``boxes`` ``(M, 4)`` int64 ``x0, y0, x1, y1`` inclusive full-resolution pixel
         coordinates (zeros for empty segments), ``embeddings`` ``(M, D)`` unit rows of the mean embedding
@@ -89,7 +91,7 @@ def segment_statistics(segment_map: torch.Tensor, embedding: torch.Tensor, num_s
     values = embedding.reshape(d, -1)                                            # D x (h w)
     if pixel_count is not None:
         values = values * pixel_count.flatten().to(values.dtype)                 # window sums
-    sums = lane_index_add(lane_keys(segment_map), values, num_segments)           # D x M
+    sums = lane_index_add(lane_keys(segment_map) if keys is None else keys, values, num_segments)     # D x M
     return areas, boxes, F.normalize(sums.T, dim=1, eps=1e-12)
 
 
