@@ -74,15 +74,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--int8", default=None, help="an int8 ONNX export of the same network to time as well")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median)")
     p.add_argument("--threads", type=int, default=2, help="torch and onnxruntime intra-op threads")
+    p.add_argument("--device", default="cpu",
+                   help="cpu | cuda | cuda:N: where the network runs and the decoder decodes (GPU timings sync)")
     p.add_argument("--ort-spinning", action="store_true",
                    help="let onnxruntime's idle threads spin (its own default; the product turns it off on CPU)")
     p.add_argument("--json", default=None, help="write every measurement here")
     return p.parse_args(argv)
 
 
+#: The --device of this run (set by main): on CUDA every timed call ends with torch.cuda.synchronize().
+_DEVICE = "cpu"
+
+
+def _sync() -> None:
+    if _DEVICE.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def synced(fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` followed by a device synchronisation (GPU work is asynchronous), returning its result."""
+    def call() -> object:
+        out = fn()
+        _sync()
+        return out
+    return call
+
+
 def median_ms(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
     """Median wall time of ``fn()`` in ms after one warm-up call, and its last result."""
-    return bench_decode.median_ms(fn, warmup=1, repeats=repeats)
+    return bench_decode.median_ms(synced(fn), warmup=1, repeats=repeats)
 
 
 @contextlib.contextmanager
@@ -96,6 +116,7 @@ def stage_timers() -> Iterator[dict]:
         def timed(*a, _fn=fn, _label=label, _name=name, **kw):
             t0 = time.perf_counter()
             out = _fn(*a, **kw)
+            _sync()
             acc[_label] = acc.get(_label, 0.0) + (time.perf_counter() - t0) * 1e3
             if _name == "merge_seeds":
                 acc["candidates"], acc["kept"] = int(out.numel()), int(out.sum())
@@ -162,10 +183,12 @@ def back_to_back(pipe, batch: torch.Tensor, size: tuple[int, int], repeats: int)
     for _ in range(repeats + 1):                                   # the first is a warm-up
         t0 = time.perf_counter()
         out = pipe.backend.infer(batch)
+        _sync()
         t1 = time.perf_counter()
         decode_panoptic(out["embedding"][0, :, :h, :w], out["sigma"][0, :, :h, :w], out["sigma_spatial"][0, :, :h, :w],
                         out["seed"][0, :, :h, :w], params["class_means"], params["class_sigma"], cfg.classes,
                         pipe.decoder, cfg.model.coord_scale)
+        _sync()
         t2 = time.perf_counter()
         net.append((t1 - t0) * 1e3)
         dec.append((t2 - t1) * 1e3)
@@ -225,7 +248,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.ort_spinning:
         onnx_backend.CPU_SPINNING = "1"
 
-    pipe = build_pipeline(args.model, backend=args.backend, device="cpu", intra_op_threads=args.threads)
+    global _DEVICE
+    _DEVICE = args.device
+    pipe = build_pipeline(args.model, backend=args.backend, device=args.device, intra_op_threads=args.threads)
     int8 = (build_pipeline(args.int8, backend="onnxruntime", device="cpu", intra_op_threads=args.threads)
             if args.int8 else None)
     print(f"model {args.model} ({pipe.backend.describe() if hasattr(pipe.backend, 'describe') else args.backend}), "
@@ -241,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
         size = tuple(int(v) for v in args.video_input_size.lower().split("x"))
         name = f"video {Path(args.video).name} letterboxed {size[0]}x{size[1]}"
         inputs.append((name, frames))
-        pipes[name] = build_pipeline(args.model, backend=args.backend, device="cpu", input_size=size,
+        pipes[name] = build_pipeline(args.model, backend=args.backend, device=args.device, input_size=size,
                                      intra_op_threads=args.threads)
     rows, skipped = [], []
     with torch.inference_mode():
@@ -261,8 +286,9 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append(measure(f"{name} #{i}", maps, pipe, net_ms, args.repeats, extra))
                 print_row(rows[-1])
         if args.worst_case:
-            maps = worst_case_maps(pipe.backend.decode_params, pipe.config.classes)
-            batch = torch.zeros(1, 3, 512, 1024)
+            maps = {k: v.to(args.device) for k, v in worst_case_maps(pipe.backend.decode_params,
+                                                                      pipe.config.classes).items()}
+            batch = torch.zeros(1, 3, 512, 1024, device=args.device)
             net_ms, _ = median_ms(lambda: pipe.backend.infer(batch), args.repeats)
             rows.append(measure("worst case: 32x32 thing blocks", maps, pipe, net_ms, args.repeats, {}))
             print_row(rows[-1])

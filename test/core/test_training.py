@@ -453,3 +453,14 @@ def test_loss_decreases_on_a_fixed_batch(tmp_path):
 
     assert mean("total", history[-5:]) < 0.75 * mean("total", history[:3]), [round(h["total"], 3) for h in history]
     assert mean("seg", history[-5:]) < 0.9 * mean("seg", history[:3]), [round(h["seg"], 3) for h in history]
+
+
+def test_gpu_recipe_trains_the_shipped_network():
+    """config/synthetic_gpu.yaml trains the network of config/synthetic_street.yaml (the shipped default's), so its
+    checkpoints are drop-in releases and it can start from the shipped weights; it asks for CUDA and AMP."""
+    gpu_cfg, gpu = load_recipe(ROOT / "config" / "synthetic_gpu.yaml")
+    cpu_cfg, cpu = load_recipe(ROOT / "config" / "synthetic_street.yaml")
+    assert gpu_cfg.model == cpu_cfg.model and gpu_cfg.classes == cpu_cfg.classes and gpu_cfg.loss == cpu_cfg.loss
+    assert (gpu.device, gpu.amp, gpu.data.image_size, gpu.data.val_seed) == ("cuda", True, cpu.data.image_size,
+                                                                            cpu.data.val_seed)
+    assert gpu.batch_size > cpu.batch_size and gpu.data.cache_dir != cpu.data.cache_dir
