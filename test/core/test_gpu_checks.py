@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_gpu_checks_script_runs_every_step_on_cpu(tmp_path):
     out, run = tmp_path / "out", tmp_path / "run"
     env = {**os.environ, "GPU_CHECKS_DEVICE": "cpu", "SCENES": "4", "VAL_SCENES": "2", "BATCH_SIZE": "2",
-           "TRAIN_STEPS": "2", "NUM_WORKERS": "0", "BENCH": "quick", "OUT": str(out), "RUN_DIR": str(run), "PYTHON": sys.executable}
+           "TRAIN_STEPS": "2", "NUM_WORKERS": "0", "BENCH": "quick", "OUT": str(out), "RUN_DIR": str(run),
+           "PYTHON": sys.executable}
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_checks.sh")], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=600)
     log = (out / "gpu_checks.log").read_text()
