@@ -131,7 +131,7 @@ def label_segments(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spatial: 
 
     m = 1 + s + k
     keys = lane_keys(segment.view(h, w))
-    mean_psi = lane_bincount(keys, m, psi_max) / lane_bincount(keys, m).clamp_min(1)
+    mean_psi = (lane_bincount(keys, m, psi_max.double()) / lane_bincount(keys, m).clamp_min(1)).to(psi_max.dtype)
     dev = e.device
     zero_l, zero_b = torch.zeros(1, dtype=torch.long, device=dev), torch.zeros(1, dtype=torch.bool, device=dev)
     return SegmentLabels(

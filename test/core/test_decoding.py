@@ -795,3 +795,22 @@ def test_indexing_helpers_equal_advanced_indexing():
     assert torch.equal(gather_columns(x, torch.tensor([2, 0])), x[:, [2, 0]])
     y = torch.zeros(5, dtype=torch.long)
     assert put(y, torch.tensor([4, 1]), torch.tensor([8, 6])) is y and y.tolist() == [0, 6, 0, 0, 8]
+
+
+def test_stuff_score_is_the_mean_psi_to_float32_rounding():
+    """The score of a stuff segment is the mean ψ of its pixels: over ~480k float32 pixels a running float32 sum
+    (``bincount`` with float32 weights) drifts by ~1e-5 of it; the decoder's sum does not."""
+    h, w = 600, 800
+    gen = torch.Generator().manual_seed(0)
+    means = F.normalize(CLASS_MEANS.float(), dim=1)
+    e = F.normalize(means[INDEX["road"]].view(D, 1, 1) + 0.3 * torch.randn(D, h, w, generator=gen), dim=0)
+    sigma = torch.full((K,), 0.3)
+    things = torch.tensor(CLASSES.thing_mask)
+    cfg = dataclasses.replace(CFG, stuff_threshold=0.0)
+    labels = panoptic_module.label_segments(e, torch.ones(h, w), torch.ones(h, w), torch.zeros(h, w), means, sigma,
+                                            things, cfg, coord_scale=256.0)
+    semantic, psi = assign_semantics(e.reshape(D, -1), means, sigma)
+    road = semantic == INDEX["road"]
+    assert 0.5 < road.float().mean() < 1
+    slot = labels.segment_map.flatten()[road.nonzero()[0, 0]]
+    assert labels.score[slot].item() == pytest.approx(psi[road].double().mean().item(), rel=2e-7, abs=0)
