@@ -221,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     t_stop = time.monotonic()
     rc = node_proc.wait(timeout=30)
     stop_s = time.monotonic() - t_stop
-    executor.shutdown(timeout_sec=1)
+    executor.shutdown(timeout_sec=1)            # ends spin() in the spinner thread: join it before tearing down
+    spinner.join(timeout=5)
+    node.destroy_node()                         # subscriptions and their DDS readers go before the context
     rclpy.try_shutdown(context=ctx)
 
     steady = windows[1:] if len(windows) > 2 else windows
