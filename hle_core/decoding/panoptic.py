@@ -46,9 +46,11 @@ from .semantic import assign_semantics, stuff_pixels
 __all__ = ["DecoderInputError", "SegmentLabels", "label_segments", "decode_panoptic", "decode_batch", "decoder_inputs",
            "EXACT_MAX_PIXELS", "EXACT_MAX_SEEDS"]
 
-#: Default ``exact_max_pixels`` of :func:`decode_panoptic`: maps up to this size (e.g. 256 × 512, or a 768 × 576
-#: camera letterboxed into 256 × 512) take the exact path when few seeds are kept; bigger maps the bounded one.
-EXACT_MAX_PIXELS = 1 << 18
+#: Default ``exact_max_pixels`` of :func:`decode_panoptic`: maps up to this size (e.g. 256 × 512, a 768 × 576
+#: camera at its own size, 512 × 1024) take the exact path when few seeds are kept; bigger maps try the bounded
+#: one first. Cameras' own frames decode this way without the bounded path's first, abandoned pass over mostly
+#: mixed cells; on synthetic 512 × 1024 maps the bounded path would be a little cheaper.
+EXACT_MAX_PIXELS = 1 << 19
 #: The exact path is taken only while at most this many seeds are kept: its K·D + S·(D+4) multiply-adds per pixel
 #: stay within the bounded path's worst case, ≥ K·D + 64·(D+4) (:mod:`.refine`, its 64 seeds on border pixels),
 #: for every K and D: 832 against 884 for K = D = 8, f = 4, ``max_seeds`` 256.
