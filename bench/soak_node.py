@@ -200,7 +200,10 @@ def main(argv: list[str] | None = None) -> int:
                    "p50_ms": percentile(window, 50), "p90_ms": percentile(window, 90),
                    "p99_ms": percentile(window, 99), "dropped": counters["dropped"],
                    "rejected": counters["rejected"], "failed": counters["failed"], "in_flight": in_flight,
-                   "rss_mib": rss_mib(node_proc.pid)}
+                   "rss_mib": rss_mib(node_proc.pid),
+                   # the node's own mean time per pipeline stage over its last diagnostics window (ms)
+                   "node_stages_ms": {k[len("stage_"):-len("_ms")]: round(float(v), 2) for k, v in d.items()
+                                      if k.startswith("stage_") and k.endswith("_ms")}}
             windows.append(row)
             print(f"{row['t_s']:7.1f} {i:6d} {seen:8d} {row['p50_ms']:8.1f} {row['p90_ms']:8.1f} "
                   f"{row['p99_ms']:8.1f} {row['dropped']:8d} {row['rejected']:8d} {row['failed']:6d} "
@@ -236,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         "p50_ms_median_over_windows": statistics.median(p50) if p50 else None,
         "in_flight_max": max(w["in_flight"] for w in windows),
         "rss_mib_after_warmup_min_max": [min(rss), max(rss)],
+        "node_stages_ms_last_window": windows[-1]["node_stages_ms"],
         "node_exit_code": rc, "sigint_to_exit_s": round(stop_s, 3), "node_log": str(log),
     }
     print("summary:", json.dumps(summary))
