@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -64,22 +65,40 @@ def window_max(x: torch.Tensor, kernel: int) -> torch.Tensor:
 
 
 def greedy_suppression(suppresses: torch.Tensor) -> torch.Tensor:
-    """Greedy suppression in score order, as a fixed point of a vectorised keep mask (no loop over seeds).
+    """Greedy suppression in score order: with candidates sorted by descending score and ``A[i, j]`` = "i would
+    suppress j" (only ``i < j`` counts), keep ``j`` iff no *kept* ``i < j`` has ``A[i, j]``.
 
-    With candidates sorted by descending score and ``A[i, j]`` = "i would suppress j" (only ``i < j`` counts),
-    greedy NMS keeps ``j`` iff no *kept* ``i < j`` has ``A[i, j]``: ``keep = ¬(Aᵀ keep)``. Because A is strictly
-    upper triangular this equation has exactly one solution, and iterating it from ``keep = 1`` fixes one more
-    leading entry per iteration, so at most C iterations reach it; in practice the longest suppression chain
-    (a few) does. Convergence is checked every ``_ITERATIONS_PER_CHECK`` iterations (one host sync each).
+    On CPU the greedy loop itself runs over the C candidates (C ≤ ``max_seeds``, one row operation per kept
+    candidate: :func:`_greedy_sequential`); on a GPU, where each step would be a host round trip, as the fixed
+    point of a vectorised keep mask (:func:`_greedy_fixed_point`). Both give the sequential greedy result.
 
     Args:
         suppresses: ``(C, C)`` bool; entries on and below the diagonal are ignored.
     Returns:
-        ``(C,)`` bool keep mask, identical to the sequential greedy loop.
+        ``(C,)`` bool keep mask.
     """
-    c = suppresses.shape[0]
     a = torch.triu(suppresses, diagonal=1)                                # C x C, i < j only
-    keep = torch.ones(c, dtype=torch.bool, device=suppresses.device)
+    return _greedy_sequential(a) if a.device.type == "cpu" else _greedy_fixed_point(a)
+
+
+def _greedy_sequential(a: torch.Tensor) -> torch.Tensor:
+    """The greedy loop over the candidates of a strictly upper triangular CPU matrix ``a``: each kept candidate
+    removes the later ones it suppresses (a loop over at most ``max_seeds`` candidates, not over pixels)."""
+    rows = a.numpy()
+    keep = np.ones(a.shape[0], dtype=bool)
+    for i in range(a.shape[0]):
+        if keep[i]:
+            keep[i + 1:] &= ~rows[i, i + 1:]
+    return torch.from_numpy(keep)
+
+
+def _greedy_fixed_point(a: torch.Tensor) -> torch.Tensor:
+    """Greedy suppression as the fixed point ``keep = ¬(Aᵀ keep)`` of a strictly upper triangular ``a``: the
+    equation has exactly one solution, and iterating it from ``keep = 1`` fixes one more leading entry per
+    iteration, so at most C iterations reach it; in practice the longest suppression chain (a few) does.
+    Convergence is checked every ``_ITERATIONS_PER_CHECK`` iterations (one host sync each)."""
+    c = a.shape[0]
+    keep = torch.ones(c, dtype=torch.bool, device=a.device)
     for _ in range(0, c + 1, _ITERATIONS_PER_CHECK):
         for _ in range(_ITERATIONS_PER_CHECK - 1):
             keep = ~(a & keep[:, None]).any(dim=0)

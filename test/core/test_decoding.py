@@ -42,6 +42,7 @@ from hle_core.decoding import panoptic as panoptic_module
 from hle_core.decoding import refine as refine_module
 from hle_core.decoding import (COARSE_FACTOR, EXACT_MAX_PIXELS, EXACT_MAX_SEEDS, border_cells, cell_pixels,
                                neighbourhood_masks)
+from hle_core.decoding import seeds as seeds_module
 from hle_core.decoding import semantic as semantic_module
 from hle_core.decoding.fast import window_mean
 from hle_core.decoding.indexing import gather_columns, lookup, put
@@ -346,12 +347,18 @@ def _greedy_loop(suppresses: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("c,density", [(0, 0.0), (1, 0.5), (7, 0.3), (40, 0.05), (40, 0.5), (64, 0.9)])
 def test_greedy_suppression_equals_sequential_greedy(c, density):
+    """The CPU path (the loop over candidates) and the GPU path (the fixed point, run here on CPU tensors) both
+    give the textbook greedy result, also on the longest suppression chain."""
+    fixed_point = seeds_module._greedy_fixed_point
     rng = np.random.default_rng(c)
     for _ in range(5):
         a = rng.random((c, c)) < density
-        np.testing.assert_array_equal(greedy_suppression(torch.from_numpy(a)).numpy(), _greedy_loop(np.triu(a, 1)))
+        want = _greedy_loop(np.triu(a, 1))
+        np.testing.assert_array_equal(greedy_suppression(torch.from_numpy(a)).numpy(), want)
+        np.testing.assert_array_equal(fixed_point(torch.triu(torch.from_numpy(a), 1)).numpy(), want)
     chain = np.eye(c, k=1, dtype=bool)                                # longest chain: alternate keep/drop
-    np.testing.assert_array_equal(greedy_suppression(torch.from_numpy(chain)).numpy(), np.arange(c) % 2 == 0)
+    for got in (greedy_suppression(torch.from_numpy(chain)), fixed_point(torch.from_numpy(chain))):
+        np.testing.assert_array_equal(got.numpy(), np.arange(c) % 2 == 0)
 
 
 def test_merge_seeds_uses_phi_of_the_higher_scored_seed():
