@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train the shipped default model (models/hle_street.pt) exactly as it was trained: config/synthetic_street.yaml
-# in five resumable stages on the 2-core CPU development machine (docs/RESULTS.md, "default model" section).
+# in six resumable stages on the 2-core CPU development machine (docs/RESULTS.md, "default model" section).
 #
 #   1. steps 0-2000 of a 2000-step polynomial schedule                       -> runs/street/final.pt
 #   2. a warm restart: steps 2000-2400 of a 4000-step schedule (lr back to 0.54 x base), stopped at 2400
@@ -11,11 +11,14 @@
 #   5. a warm restart from the step-5000 release (float16 weights of runs/street6k/final.pt, `hle export
 #      checkpoint`; its optimizer state was gone): train.init_weights, fresh Adam, 4000 steps of a poly schedule
 #      from 3e-4 (0.3 x base) with 100 warm-up steps (steps 5000-9000 in all)  -> runs/street8k/final.pt
+#   6. a warm restart of stage 5 with its optimizer: --resume from its final.pt with the schedule stretched to
+#      9000 steps of its own count (lr back to 0.59 x its 3e-4, poly to 0 over 5000 more steps; steps
+#      9000-14000 in all)                                                      -> runs/street13k/final.pt
 #
-# The stages are what the compute of four sessions allowed (stage 2 was cut short to finish within a session); a
-# single `hle train --config config/synthetic_street.yaml --set train.steps=5000` is the plain recipe of the same
+# The stages are what the compute of five sessions allowed (stage 2 was cut short to finish within a session); a
+# single `hle train --config config/synthetic_street.yaml --set train.steps=14000` is the plain recipe of the same
 # budget and was not run. Every stage is resumable (`--resume <dir>/last.pt` with the same arguments); resuming
-# is exact (test/core/test_training.py). Then: scripts/release_default_model.sh runs/street8k runs/release8k
+# is exact (test/core/test_training.py). Then: scripts/release_default_model.sh runs/street13k runs/release13k
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 HLE=${HLE:-.venv/bin/hle}
@@ -37,5 +40,12 @@ mkdir -p runs/street6k
   $HLE train --config $RECIPE --resume runs/street6k/last.pt --set train.steps=5000 --set train.out_dir=runs/street6k
 [ -f runs/street6k/release5k.pt ] || \
   $HLE export checkpoint --checkpoint runs/street6k/final.pt --out runs/street6k/release5k.pt
-$HLE train --config $RECIPE --set train.init_weights=runs/street6k/release5k.pt --set train.steps=4000 \
-  --set train.lr=3.0e-4 --set train.warmup_steps=100 --set train.val_every=1000 --set train.out_dir=runs/street8k
+[ -f runs/street8k/final.pt ] || \
+  $HLE train --config $RECIPE --set train.init_weights=runs/street6k/release5k.pt --set train.steps=4000 \
+    --set train.lr=3.0e-4 --set train.warmup_steps=100 --set train.val_every=1000 --set train.out_dir=runs/street8k
+mkdir -p runs/street13k
+[ -f runs/street13k/last.pt ] || cp runs/street8k/final.pt runs/street13k/start9000.pt
+[ -f runs/street13k/final.pt ] || \
+  $HLE train --config $RECIPE --resume "$( [ -f runs/street13k/last.pt ] && echo runs/street13k/last.pt || \
+    echo runs/street13k/start9000.pt)" --set train.init_weights=runs/street6k/release5k.pt --set train.steps=9000 \
+    --set train.lr=3.0e-4 --set train.warmup_steps=100 --set train.val_every=1000 --set train.out_dir=runs/street13k
