@@ -207,7 +207,7 @@ def decode_panoptic(embedding: torch.Tensor, sigma: torch.Tensor, sigma_spatial:
         # full-resolution statistics of the upsampled map, from window means and pixel counts (exact)
         areas, boxes, embeddings = segment_statistics(labels.segment_map, e_mean, labels.category.numel(),
                                                       pixel_count=window_pixel_counts((h, w), f, dev), factor=f,
-                                                      size=(h, w))
+                                                      size=(h, w), keys=labels.lane_keys)
     else:
         if labels is None:
             labels = label_segments(embedding, sigma, sigma_spatial, seed, class_means, class_sigma,

@@ -223,8 +223,8 @@ def label_segments_refined(embedding: torch.Tensor, sigma: torch.Tensor, sigma_s
     if s:
         tc = thing_c.nonzero().squeeze(1)
         rho_c = map_coordinates(hc, wc, float(coord_scale), float(input_stride * f), dev, dt)          # 2 x nc
-        owner_c[tc] = instance_masks(gather_columns(e_unit, tc), gather_columns(rho_c, tc), seed_e, rho_seed,
-                                     seed_sig, seed_sig_sp, cfg.mask_threshold, rows_sorted=True)
+        put(owner_c, tc, instance_masks(gather_columns(e_unit, tc), gather_columns(rho_c, tc), seed_e, rho_seed,
+                                        seed_sig, seed_sig_sp, cfg.mask_threshold, rows_sorted=True))
     # step 5 on the cells, then the slot of every cell
     slot_c = torch.where(thing_c, owner_c + 1, torch.zeros_like(owner_c))
     slot_c = torch.where(stuff_pixels(thing_c, psi_c, cfg.stuff_threshold), s + 1 + sem_c, slot_c)
@@ -243,10 +243,10 @@ def label_segments_refined(embedding: torch.Tensor, sigma: torch.Tensor, sigma_s
     if s:
         tb = thing_b.nonzero().squeeze(1)
         weights = kernel_weights(seed_e, rho_seed, seed_sig, seed_sig_sp)                        # S x (D+4)
-        owner_b = neighbourhood_masks(owner_c.view(hc, wc), cell_of[tb], e_b.index_select(1, tb),
-                                      _pixel_rho(ys[tb], xs[tb], coord_scale, input_stride, dt), weights,
-                                      cfg.mask_threshold)
-        slot_b[tb] = owner_b + 1
+        owner_b = neighbourhood_masks(owner_c.view(hc, wc), lookup(cell_of, tb), gather_columns(e_b, tb),
+                                      _pixel_rho(lookup(ys, tb), lookup(xs, tb), coord_scale, input_stride, dt),
+                                      weights, cfg.mask_threshold)
+        put(slot_b, tb, owner_b + 1)
     slot_b = torch.where(stuff_pixels(thing_b, psi_b, cfg.stuff_threshold), s + 1 + sem_b, slot_b)
 
     semantic = upsample_labels(sem_c.view(hc, wc), (h, w), f).reshape(n)
@@ -255,11 +255,11 @@ def label_segments_refined(embedding: torch.Tensor, sigma: torch.Tensor, sigma_s
     # statistics: interior cells by window sums, border pixels one by one (exact for this label map)
     m = 1 + s + k
     ci = (~border).flatten().nonzero().squeeze(1)                                                # interior cells
-    count = window_pixel_counts((h, w), f, dev).flatten()[ci]
-    s_int = slot_c[ci]
+    count = lookup(window_pixel_counts((h, w), f, dev).flatten(), ci)
+    s_int = lookup(slot_c, ci)
     key_int, key_b = lane_keys(s_int), lane_keys(slot_b)                  # runs of cells / pixels of one slot
     areas = (lane_bincount(key_int, m, count.double()).round().long() + lane_bincount(key_b, m))
-    psi_sum = lane_bincount(key_int, m, (psi_c[ci] * count).double()) + lane_bincount(key_b, m, psi_b.double())
+    psi_sum = lane_bincount(key_int, m, (lookup(psi_c, ci) * count).double()) + lane_bincount(key_b, m, psi_b.double())
     sums = (lane_index_add(key_int, e_mean.reshape(d, nc).index_select(1, ci) * count.to(dt), m)
             + lane_index_add(key_b, e_b, m))
     cy, cx = ci // wc, ci % wc
