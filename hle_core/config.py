@@ -22,6 +22,9 @@ __all__ = [
     "ClassInfo",
     "ClassTable",
     "ModelConfig",
+    "MODEL_SETTINGS_OUTSIDE_NETWORK",
+    "TEST_SCALE_RANGE",
+    "scaled_size",
     "LossConfig",
     "DecoderConfig",
     "HLEConfig",
@@ -287,6 +290,24 @@ class ModelConfig:
     separate_semantic_branch: bool = False  # Table 6 variant: softmax semantic head + CE
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    # Test resolution: an image the pipeline runs at its own size (no fixed input size) is resized by this factor
+    # (bilinear) before the network, and the decoded segments are mapped back to the image's resolution. The
+    # network is not changed by it (a release sets it, like its decoder thresholds); the decoder's area
+    # thresholds are in pixels of the resized image.
+    test_scale: float = 1.0
+
+#: ModelConfig fields that do not change the network's weights or layers: a checkpoint may differ from a recipe in
+#: them and still be resumed / started from (``pretrained`` is where the initial weights came from).
+MODEL_SETTINGS_OUTSIDE_NETWORK = ("pretrained", "test_scale")
+#: Bounds of ``model.test_scale``.
+TEST_SCALE_RANGE = (0.25, 4.0)
+
+
+def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """``(H, W)`` multiplied by ``scale`` (``model.test_scale``), each side rounded and at least 1."""
+    if scale == 1.0:
+        return int(size[0]), int(size[1])
+    return max(1, int(round(size[0] * scale))), max(1, int(round(size[1] * scale)))
 
 
 @dataclass
@@ -404,6 +425,8 @@ class HLEConfig:
         for name in ("sigma_init", "sigma_spatial_init", "class_sigma_init", "coord_scale"):
             if getattr(m, name) <= 0:
                 raise ConfigError(f"model.{name} must be > 0")
+        if not in_range(m.test_scale, *TEST_SCALE_RANGE):
+            raise ConfigError(f"model.test_scale must lie in {range_text(*TEST_SCALE_RANGE)}, got {m.test_scale}")
         if self.loss.embedding_loss not in ("lovasz", "ae", "cross_entropy"):
             raise ConfigError(f"loss.embedding_loss must be lovasz|ae|cross_entropy, got {self.loss.embedding_loss!r}")
         for name in ("seed_threshold", "merge_threshold", "mask_threshold", "stuff_threshold"):

@@ -18,13 +18,15 @@ from __future__ import annotations
 import struct
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Tuple, Union
 
 import numpy as np
 
 from .config import SIZE_MULTIPLE as PAD_MULTIPLE   # without a fixed network input, axes are padded to this
+from .config import scaled_size
 
 __all__ = [
+    "InputFit",
     "ENCODINGS",
     "INFERENCE_ENCODINGS",
     "REJECT_REASONS",
@@ -87,17 +89,24 @@ class ImageFields:
     data: bytes                   # step * height bytes
 
 
-def computed_size(height: int, width: int, input_size: tuple[int, int] | None = None) -> tuple[int, int]:
+#: How the pipeline fits an image to the network (:attr:`hle_core.pipeline.Pipeline.fit`): a fixed ``(H, W)`` input
+#: size, or — images run at their own size — the model's test scale (a float; None is scale 1).
+InputFit = Union[Tuple[int, int], float, None]
+
+
+def computed_size(height: int, width: int, input_size: InputFit = None) -> tuple[int, int]:
     """``(H', W')`` of the network input the pipeline computes for a ``height`` x ``width`` image: the fixed
-    ``input_size`` when there is one (letterbox and stretch both fill it), else the image padded to multiples of
-    :data:`PAD_MULTIPLE`."""
-    if input_size is not None:
+    ``input_size`` when there is one (letterbox and stretch both fill it), else the image — resized by the test
+    scale when ``input_size`` is a float (``hle.model.test_scale``) — padded to multiples of :data:`PAD_MULTIPLE`."""
+    if isinstance(input_size, (int, float)):
+        height, width = scaled_size((height, width), float(input_size))
+    elif input_size is not None:
         return int(input_size[0]), int(input_size[1])
     return -(-height // PAD_MULTIPLE) * PAD_MULTIPLE, -(-width // PAD_MULTIPLE) * PAD_MULTIPLE
 
 
 def check_image_size(height: int, width: int, max_pixels: int | None, what: str = "image",
-                     input_size: tuple[int, int] | None = None) -> None:
+                     input_size: InputFit = None) -> None:
     """Refuse a ``height`` x ``width`` image before any of its data is touched.
 
     Always: ``empty`` (no pixels). With ``max_pixels``: ``too_large`` when the image or the network input made
@@ -118,15 +127,17 @@ def check_image_size(height: int, width: int, max_pixels: int | None, what: str 
                       f"(its network input would be mostly padding)")
     h_in, w_in = computed_size(height, width, input_size)
     if h_in * w_in > max_pixels:
-        how = f"resized to the input size {h_in}x{w_in}" if input_size is not None \
-            else f"padded to multiples of {PAD_MULTIPLE}"
+        how = (f"resized to the input size {h_in}x{w_in}" if isinstance(input_size, tuple)
+               else f"scaled by the model's test_scale {input_size:g} and padded to multiples of {PAD_MULTIPLE}"
+               if isinstance(input_size, (int, float)) and input_size != 1
+               else f"padded to multiples of {PAD_MULTIPLE}")
         raise ImageConversionError(
             "too_large", f"{what} of {width}x{height} runs as a {w_in}x{h_in} network input ({how}) = "
                          f"{h_in * w_in} pixels, more than max_pixels={max_pixels}")
 
 
 def image_to_array(msg: Any, max_pixels: int | None = None,
-                   input_size: tuple[int, int] | None = None) -> np.ndarray:
+                   input_size: InputFit = None) -> np.ndarray:
     """View of a ``sensor_msgs/Image``'s pixels: ``(H, W)`` for one channel, ``(H, W, C)`` otherwise.
 
     Honours ``step`` (padded rows) and ``is_bigendian`` (multi-byte encodings get a byte-order-marked dtype,
@@ -157,7 +168,7 @@ def image_to_array(msg: Any, max_pixels: int | None = None,
     return pixels.reshape(height, width) if channels == 1 else pixels.reshape(height, width, channels)
 
 
-def image_to_rgb(msg: Any, max_pixels: int | None = None, input_size: tuple[int, int] | None = None) -> np.ndarray:
+def image_to_rgb(msg: Any, max_pixels: int | None = None, input_size: InputFit = None) -> np.ndarray:
     """View of an rgb8 / bgr8 / rgba8 / bgra8 image as ``(H, W, 3)`` uint8 RGB, or of a mono8 one as ``(H, W)``.
 
     Channel reordering and alpha dropping are negative / sliced strides, not copies.
@@ -240,7 +251,7 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
 
 
 def compressed_to_rgb(msg: Any, max_pixels: int | None = None,
-                      input_size: tuple[int, int] | None = None) -> np.ndarray:
+                      input_size: InputFit = None) -> np.ndarray:
     """Decode a ``sensor_msgs/CompressedImage`` (JPEG, PNG, ... via ``cv2.imdecode``) to RGB ``(H, W, 3)``
     or mono ``(H, W)`` uint8.
 

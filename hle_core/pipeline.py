@@ -18,12 +18,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import RESIZE_MODES, SIZE_MULTIPLE, DecoderConfig, HLEConfig
+from .config import RESIZE_MODES, SIZE_MULTIPLE, DecoderConfig, HLEConfig, scaled_size
 from .decoding import PanopticResult, decode_batch, decoder_inputs
 from .runtime.base import Backend
 
 __all__ = ["Pipeline", "FrameResult", "InferredFrame", "InputImageError",
-           "pad_to_multiple", "pad_to_size", "letterbox_size", "flip_average", "decode_maps",
+           "pad_to_multiple", "pad_to_size", "letterbox_size", "flip_average", "decode_maps", "at_image_resolution",
+           "resized_areas_and_boxes",
            "RESIZE_MODES", "SIZE_MULTIPLE"]
 
 
@@ -125,7 +126,8 @@ class Pipeline:
     Args:
         backend: a :class:`~hle_core.runtime.base.Backend`.
         input_size: ``(H, W)`` the fixed network input (multiples of 32), or None to run at the image's own
-            resolution (padded to a multiple of 32) — or, for a model that accepts a single size (a static ONNX
+            resolution times the model's test scale (``hle.model.test_scale``, 1 unless its release set one),
+            padded to a multiple of 32 — or, for a model that accepts a single size (a static ONNX
             graph or engine, ``backend.static_input_size()``), at that size; another size is refused (ValueError).
         resize: how an image is fitted to ``input_size`` (ignored without it), one of :data:`RESIZE_MODES`:
             ``letterbox`` (default) scales it by one factor to fit inside and pads bottom / right with the mean
@@ -166,6 +168,8 @@ class Pipeline:
         self.resize = resize
         self.flip = bool(flip)
         self.decoder = decoder if decoder is not None else backend.config.decoder
+        #: images run at their own size (no ``input_size``) are resized by this factor first (``hle.model``)
+        self.test_scale = float(backend.config.model.test_scale) if input_size is None else 1.0
         self.device = backend.device
         m = backend.config.model
         self._mean = torch.tensor(m.mean, device=self.device).view(1, 3, 1, 1) * 255.0
@@ -177,12 +181,19 @@ class Pipeline:
 
             self.tracker = EmbeddingTracker(tracker)
 
+    @property
+    def fit(self) -> tuple[int, int] | float:
+        """How an image is fitted to the network (:data:`hle_core.image_codec.InputFit`, for the ``max_pixels``
+        checks made before an image is touched): the fixed ``input_size``, else the test scale."""
+        return self.input_size if self.input_size is not None else self.test_scale
+
     # --- stages ----------------------------------------------------------------------------------
     def preprocess(self, image: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """uint8 ``(H, W, 3)`` RGB (or ``(H, W)`` mono) → normalised ``(1, 3, H', W')`` on the backend device.
         A float ``(3, H, W)`` tensor is taken as already normalised (a data set item's ``image``).
 
-        ``(H', W')`` is ``input_size`` when set, else ``(H, W)`` padded to multiples of 32. Returns the batch
+        ``(H', W')`` is ``input_size`` when set, else ``(H, W)`` times the model's ``test_scale`` (the network's test
+        resolution, ``hle.model.test_scale``; 1 by default), padded to multiples of 32. Returns the batch
         and the ``(h, w)`` top-left region of the network input that holds the (resized) image; the rest is
         padding (zeros = the mean colour).
         """
@@ -190,9 +201,9 @@ class Pipeline:
             x = image[None].to(self.device)                                # a data set's normalised image
         else:
             x = self._normalised(image)
-        if self.input_size is None:
-            valid = (x.shape[-2], x.shape[-1])
-            return pad_to_multiple(x).to(self.backend.dtype), valid
+        if self.input_size is None:                    # the image's own size, times the model's test scale
+            valid = scaled_size((x.shape[-2], x.shape[-1]), self.test_scale)
+            return pad_to_multiple(resize_bilinear(x, valid)).to(self.backend.dtype), valid
         image_size = (x.shape[-2], x.shape[-1])
         valid = letterbox_size(image_size, self.input_size) if self.resize == "letterbox" else self.input_size
         x = pad_to_size(resize_bilinear(x, valid), self.input_size)
@@ -269,14 +280,9 @@ class Pipeline:
         and ``track``."""
         sync = self.device.type == "cuda"
         t0 = time.perf_counter()
-        h, w = frame.valid
         maps = frame.maps()                                              # C x h x w: the decoder never sees padding
         result = decode_maps(maps, self.backend.decode_params, self.config, self.decoder)
-        panoptic = result.panoptic
-        areas, boxes = result.areas, result.boxes
-        if (h, w) != frame.image_size:                                    # back to the image's resolution
-            panoptic = resize_nearest(panoptic, frame.image_size)
-            areas, boxes = segment_areas_and_boxes(panoptic, result.ids)
+        panoptic, areas, boxes = at_image_resolution(result, frame.image_size)
         if sync:
             torch.cuda.synchronize(self.device)
         t1 = time.perf_counter()
@@ -367,6 +373,62 @@ def resize_bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def resize_nearest(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """``(h, w)`` int32 label map → ``(*size)`` by nearest neighbour (labels are never blended)."""
     return F.interpolate(labels[None, None].float(), size=size, mode="nearest")[0, 0].to(torch.int32)
+
+
+def at_image_resolution(result: PanopticResult, image_size: tuple[int, int]
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(panoptic, areas, boxes)`` of a decoding brought to the image's ``(H, W)`` (it was decoded at the
+    network's resolution of the image: letterboxed, stretched or ``test_scale``-d): nearest-neighbour labels,
+    areas and boxes counted again at that resolution. Unchanged when the sizes agree."""
+    if tuple(result.panoptic.shape) == tuple(image_size):
+        return result.panoptic, result.areas, result.boxes
+    panoptic = resize_nearest(result.panoptic, image_size)
+    areas, boxes = resized_areas_and_boxes(result.panoptic, result.ids, image_size)
+    return panoptic, areas, boxes
+
+
+def nearest_source_index(src: int, dst: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``(dst,)`` int64: the source index :func:`resize_nearest` reads for each output index along one axis (its
+    own kernel, run on an index ramp, so the two agree exactly)."""
+    ramp = torch.arange(src, device=device, dtype=torch.float32).view(1, 1, src, 1)
+    return F.interpolate(ramp, size=(dst, 1), mode="nearest").view(dst).to(torch.int64)
+
+
+def resized_areas_and_boxes(labels: torch.Tensor, ids: torch.Tensor, size: tuple[int, int]
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """What :func:`segment_areas_and_boxes` gives on ``resize_nearest(labels, size)``, counted on the small
+    ``(h, w)`` map: a nearest-neighbour resize repeats source row ``y`` ``r_y`` times (``r_y`` may be 0 when
+    shrinking) in one run of output rows starting at ``first_y``, and likewise for columns, so a segment's area
+    is ``Σ r_y · c_x`` over its source pixels and its box runs from the first output row / column of its first
+    repeated source row / column to the last one of its last. One pass over ``h · w`` pixels instead of the
+    ``H · W`` of the resized map; exact (tested against the resized map)."""
+    h, w = labels.shape
+    H, W = int(size[0]), int(size[1])
+    s = ids.shape[0]
+    if s == 0:
+        return ids.new_zeros(0), ids.new_zeros(0, 4)
+    dev = labels.device
+    rows = torch.bincount(nearest_source_index(h, H, dev), minlength=h)     # r_y: output rows per source row
+    cols = torch.bincount(nearest_source_index(w, W, dev), minlength=w)     # c_x
+    last_row, last_col = rows.cumsum(0) - 1, cols.cumsum(0) - 1            # runs are contiguous and in order
+    first_row, first_col = last_row - rows + 1, last_col - cols + 1
+    sorted_ids, order = torch.sort(ids.to(torch.int64))
+    flat = labels.reshape(-1).to(torch.int64)
+    pos = torch.searchsorted(sorted_ids, flat).clamp_max(s - 1)
+    weight = (rows[:, None] * cols[None, :]).reshape(-1)
+    hit = (sorted_ids[pos] == flat) & (weight > 0)                          # pixels that survive the resize
+    seg = order[pos[hit]]
+    yy = torch.arange(h, device=dev).repeat_interleave(w)[hit]
+    xx = torch.arange(w, device=dev).repeat(h)[hit]
+    areas = torch.zeros(s, dtype=torch.int64, device=dev).index_add_(0, seg, weight[hit])
+    big, neg = torch.full((s,), H + W, device=dev), torch.full((s,), -1, device=dev)
+    x0 = big.scatter_reduce(0, seg, first_col[xx], "amin")
+    y0 = big.scatter_reduce(0, seg, first_row[yy], "amin")
+    x1 = neg.scatter_reduce(0, seg, last_col[xx], "amax")
+    y1 = neg.scatter_reduce(0, seg, last_row[yy], "amax")
+    boxes = torch.stack((x0, y0, x1, y1), 1)
+    boxes[areas == 0] = torch.tensor([0, 0, -1, -1], device=dev)
+    return areas, boxes
 
 
 def segment_areas_and_boxes(panoptic: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,8 +25,9 @@ PACKAGE = "hle_ros"
 #: File name of the shipped default model inside ``models/``.
 DEFAULT_MODEL_FILE = "hle_street.pt"
 #: Network input ``(H, W)`` the node uses for the default model when input_height / input_width are 0: the
-#: model's training size, with letterbox (config/panoptic.yaml documents why).
-DEFAULT_MODEL_INPUT_SIZE = (256, 512)
+#: model's 256 x 512 training scenes at its test scale (``hle.model.test_scale`` 1.5, the resolution its accuracy
+#: was measured at), with letterbox (config/panoptic.yaml documents why; a test keeps it equal to the model's).
+DEFAULT_MODEL_INPUT_SIZE = (384, 768)
 
 
 @dataclass(frozen=True)

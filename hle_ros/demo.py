@@ -231,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from hle_core.bags import evaluate_bag, write_synthetic_bag
     from hle_core.bags.score import score_recorded_bag
+    from hle_core.config import SIZE_MULTIPLE, scaled_size
     from hle_core.model import load_checkpoint
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -244,10 +245,13 @@ def main(argv: list[str] | None = None) -> int:
     cfg = payload["config"]
     size = tuple(payload.get("extra", {}).get("train", {}).get("data", {}).get("image_size", (128, 256)))
     model_for_node: Path = checkpoint
+    network = scaled_size(size, cfg.model.test_scale)        # the model's test resolution of these frames
+    network = (-(-network[0] // SIZE_MULTIPLE) * SIZE_MULTIPLE, -(-network[1] // SIZE_MULTIPLE) * SIZE_MULTIPLE)
     if args.backend != "torch":
-        model_for_node = export_model(checkpoint, out, size)
+        model_for_node = export_model(checkpoint, out, network)
     _done(t, f"{checkpoint.name} ({cfg.model.backbone}, embedding {cfg.model.embedding_dim}), "
-             f"node model {model_for_node.name}, frames {size[0]}x{size[1]}")
+             f"node model {model_for_node.name} ({network[0]}x{network[1]}, test scale {cfg.model.test_scale:g}), "
+             f"frames {size[0]}x{size[1]}")
 
     t = _step(2, total, f"synthetic camera bag: {args.clips} clips x {args.frames} frames, seed {args.seed}")
     bag = out / "camera.mcap"

@@ -187,7 +187,7 @@ class PanopticNode(Node):
         self._diag_pub = None
         self._diag_timer = None
         self._model_path = ""
-        self._fit: tuple[int, int] | None = None    # the pipeline's network input size (None: padded images)
+        self._fit: tuple[int, int] | float | None = None  # the pipeline's fit: input size, or test scale
         self._state = "unconfigured"
 
     @property
@@ -287,7 +287,7 @@ class PanopticNode(Node):
                                                 lambda m, i=index: self._on_compressed(m, i), in_qos))
             cam.subs.append(self.create_subscription(CameraInfo, camera_info_topic(image_topic), cam.infos.put,
                                                      info_qos))
-        self._fit = self.pipeline.input_size      # set, or the size a static model takes
+        self._fit = self.pipeline.fit             # input size set, or the size a static model takes, or test scale
         self._state = "active"
         result = super().on_activate(state)
         stamp = self.get_clock().now().to_msg()
@@ -295,7 +295,8 @@ class PanopticNode(Node):
             header = _header(stamp)
             cam.label_info_pub.publish(build_label_info_msg(header, self.pipeline.classes,
                                                             self.pipeline.decoder.seed_threshold))
-        size = f"{self._fit} ({p['resize_mode']})" if self._fit else "native"
+        size = (f"{self._fit} ({p['resize_mode']})" if isinstance(self._fit, tuple)
+                else "native" if self._fit == 1 else f"native x {self._fit:g} (the model's test_scale)")
         topics = ", ".join(f"{cam.subs[0].topic_name} (camera_info {cam.subs[-1].topic_name})"
                            for cam in self._cameras)
         self.get_logger().info(f"active: {self.pipeline.backend.describe()}, model {self._model_path}, input size "

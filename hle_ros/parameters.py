@@ -11,7 +11,8 @@ to a sentinel (``-1``) meaning "the value the model was tuned with" (the checkpo
 :func:`render_yaml`); ``test/ros/test_parameters.py`` checks the committed file is exactly what it writes.
 
 An empty ``model`` means the shipped default model (:mod:`hle_ros.default_model`); with it and input size
-0 x 0 the network input is the model's training size 256 x 512 (letterbox), see :attr:`NodeParameters.input_size`.
+0 x 0 the network input is the model's training size 256 x 512 at its test scale 1.5, i.e. 384 x 768 (letterbox), see
+:attr:`NodeParameters.input_size`.
 
 Validation (:func:`validate_parameters`) is plain Python, testable without ROS: it coerces integers given
 for floating-point parameters (``-p x:=1``), refuses wrong types, out-of-range values and unknown choices, and
@@ -134,7 +135,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("model", "", str,
               "model file: an HLE checkpoint (.pt/.pth/.ckpt; any backend, exported to a cached ONNX "
               "file for onnxruntime / TensorRT), an ONNX export (.onnx) or a TensorRT .engine; empty: the shipped "
-              "default model hle_street.pt of the installed package (then input 0 x 0 means 256 x 512 letterbox)"),
+              "default model hle_street.pt of the installed package (then input 0 x 0 means 384 x 768 letterbox)"),
     ParamSpec("backend", "auto", str,
               "inference backend; auto = TensorRT with a GPU, then onnxruntime CUDA, torch CUDA, onnxruntime CPU",
               choices=BACKENDS),
@@ -149,21 +150,24 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("intra_op_threads", 0, int, "onnxruntime intra-op threads (0: its default)", lo=0, hi=1024),
     ParamSpec("input_height", 0, int,
               "network input height in pixels, a multiple of 32 (0 with input_width 0: the image's own size, padded; "
-              "with the default model (model empty): its training size 256 x 512)",
+              "times the model's test_scale; with the default model (model empty): its training size 256 x 512 at its "
+              "test scale 1.5, i.e. 384 x 768)",
               lo=0, hi=16384),
     ParamSpec("input_width", 0, int,
               "network input width in pixels, a multiple of 32 (0 with input_height 0: the image's own size, padded; "
-              "with the default model (model empty): its training size 256 x 512)",
+              "times the model's test_scale; with the default model (model empty): its training size 256 x 512 at its "
+              "test scale 1.5, i.e. 384 x 768)",
               lo=0, hi=16384),
     ParamSpec("resize_mode", "letterbox", str,
               "how an image is fitted to input_height x input_width (ignored at 0 x 0): letterbox scales it by "
               "s = min(input_height / H, input_width / W), keeping its aspect ratio, pads bottom/right with the "
               "mean colour and decodes only the image region; stretch resizes each axis separately. With "
-              "256 x 512 (the shipped street model's training size): 640x480 -> s = 0.533, 256 x 341 + 171 "
-              "padded columns; 1280x720 -> s = 0.356, 256 x 455 + 57 padded columns. Recommended for the shipped "
-              "synthetic-street model (trained on 256 x 512, objects scaled to the image height): input 256 x 512 "
-              "letterbox, so objects appear at the scale seen in training (0 x 0 would run a 1280 x 720 frame at "
-              "~2.8x that scale; stretch makes objects of a 640 x 480 frame 1.5x too wide)",
+              "384 x 768 (the shipped street model's 256 x 512 training scenes at its test scale 1.5, what its "
+              "accuracy was measured at): 640x480 -> s = 0.8, 384 x 512 + 256 padded columns; 1280x720 -> "
+              "s = 0.533, 384 x 683 + 85 padded columns. Recommended for the shipped synthetic-street model "
+              "(objects scaled to the image height): letterbox, so objects appear at the scale it was evaluated at "
+              "(stretch makes objects of a 640 x 480 frame 1.5x too wide); 256 x 512 costs 0.44x the network "
+              "time for a lower accuracy on small things (docs/RESULTS.md)",
               choices=RESIZE_MODES),
     # --- decoding (§3.5); -1 keeps the model's tuned value ---------------------------------------------------
     *(_decoder_param(name) for name in ("seed_threshold", "merge_threshold", "mask_threshold", "stuff_threshold",
@@ -279,8 +283,9 @@ class NodeParameters:
 
     @property
     def input_size(self) -> tuple[int, int] | None:
-        """``(H, W)`` network input, or None for the image's own size; 0 x 0 with the default model is its
-        training size (:data:`hle_ros.default_model.DEFAULT_MODEL_INPUT_SIZE`)."""
+        """``(H, W)`` network input, or None for the image's own size (times the model's test scale); 0 x 0
+        with the default model is its training size at its test scale
+        (:data:`hle_ros.default_model.DEFAULT_MODEL_INPUT_SIZE`)."""
         h, w = self.values["input_height"], self.values["input_width"]
         if h == 0 and self.uses_default_model:
             from hle_ros.default_model import DEFAULT_MODEL_INPUT_SIZE

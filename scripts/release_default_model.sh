@@ -22,18 +22,20 @@ HLE=${HLE:-.venv/bin/hle}
 OLD_MODEL=${OLD_MODEL:-}            # optional: a previous release to evaluate on the same scenes ("before")
 TUNE_TRACKER=${TUNE_TRACKER:-1}     # 0: keep the tracker defaults (skip hle tune-tracker and the "tuned" row)
 TRACK_MODES=${TRACK_MODES:-"default tuned embedding_only box"}
+TEST_SCALE=${TEST_SCALE:-1.5}       # hle.model.test_scale of the release: 256x512 scenes run the network at 384x768
 mkdir -p "$OUT"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 log() { echo "[release] $(date -u +%T) $*"; }
 
-log "decoder tuning on seed 2000003"
+log "decoder tuning on seed 2000003 at test scale $TEST_SCALE"
 $HLE tune-decoder --checkpoint "$RUN/final.pt" --synthetic 32 --synthetic-seed 2000003 --size 256x512 \
-  --trials 40 --seed 0 --out "$OUT/decoder.yaml" --save-checkpoint "$OUT/final_tuned.pt" --no-progress \
+  --test-scale "$TEST_SCALE" --trials 40 --seed 0 --out "$OUT/decoder.yaml" --save-checkpoint "$OUT/final_tuned.pt" \
+  --no-progress \
   | tee "$OUT/tune_decoder.txt"
 $HLE export checkpoint --checkpoint "$OUT/final_tuned.pt" --out models/hle_street.pt
 cp "$OUT/decoder.yaml" models/hle_street.decoder.yaml
 
-for seed in 9090917 4242; do
+for seed in ${EVAL_SEEDS:-9090917 4242}; do
   log "evaluation on hle synth seed $seed (48 scenes, 256x512)"
   [ -d "$OUT/val_$seed" ] || $HLE synth --out "$OUT/val_$seed" --num 48 --seed "$seed" --split val > /dev/null
   $HLE evaluate --checkpoint models/hle_street.pt --data "$OUT/val_$seed" --out "$OUT/eval_$seed" \

@@ -140,7 +140,8 @@ def evaluate_bag(bag: str | Path, image_topic: str, *, gt_topic: str | None = No
             stack.callback(pipeline.close)
         classes = pipeline.classes
         scorer = BagScorer(camera, classes, gt_topic, sequence_gap_s, num_overlays)
-        fit = getattr(pipeline, "input_size", None)     # max_pixels bounds the network input made from an image too
+        # max_pixels bounds the network input made from an image too
+        fit = getattr(pipeline, "fit", getattr(pipeline, "input_size", None))
 
         # header-stamp order; a stamp gap or a new frame_id starts a sequence (tracker reset)
         order = sorted(range(len(images)), key=lambda i: (stamp_ns(images[i].msg.header), images[i].log_time, i))

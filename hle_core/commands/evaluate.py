@@ -46,6 +46,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     ck.add_argument("--out", dest="out_dir", type=Path, default=None, metavar="OUTDIR",
                     help="folder for predictions.json, predictions/ and results.json "
                          "(default: eval_<split>[_flip] beside the checkpoint)")
+    ck.add_argument("--test-scale", type=float, default=None, metavar="S",
+                    help="resize each image by S before the network (hle.model.test_scale; default: the "
+                         "checkpoint's own, 1 unless its release set one); results are scored at the image's size")
     ck.add_argument("--device", default="auto", help="auto (CUDA when available) | cpu | cuda | cuda:N")
     ck.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     ck.add_argument("--workers", type=int, default=None,
@@ -102,7 +105,7 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
     try:
         ev = evaluate_checkpoint(args.checkpoint, args.data, out_dir, format=args.format, split=args.split,
                                  flip=args.flip, decoder_yaml=args.decoder, device=args.device, limit=args.limit,
-                                 workers=args.workers, progress=not args.no_progress)
+                                 workers=args.workers, progress=not args.no_progress, test_scale=args.test_scale)
     except (CheckpointError, ConfigError, FileNotFoundError, PanopticFormatError) as exc:
         print(f"hle evaluate: error: {exc}", file=sys.stderr)
         return 2
@@ -111,7 +114,8 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
     print(format_extra_table(ev.results, ev.stats.categories, per_class=args.per_class))
     results_path = out_dir / "results.json"
     results_path.write_text(json.dumps({**ev.results, "evaluation": ev.info}, indent=2) + "\n")
-    print(f"{ev.info['images']} images, flip {'on' if args.flip else 'off'}, ground truth {ev.ground_truth.json}")
+    print(f"{ev.info['images']} images, flip {'on' if args.flip else 'off'}, test scale {ev.info['test_scale']:g}, "
+          f"ground truth {ev.ground_truth.json}")
     print(f"wrote {ev.predictions_json} (+ {ev.predictions_folder.name}/) and {results_path}")
     return 0
 

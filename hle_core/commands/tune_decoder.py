@@ -13,7 +13,9 @@ and the minimum instance / stuff areas (ranges: ``--space``, defaults in ``hle_c
 Writes ``--out`` (YAML ``hle: decoder: {...}``, loadable with ``hle_core.config.load_config``, usable as
 ``hle evaluate --decoder``), the trial table ``<out>.trials.csv`` / ``<out>.trials.json``, and with
 ``--save-checkpoint`` a copy of the checkpoint carrying the tuned decoder (the ROS node's ``decoder.*``
-parameters default to the values a checkpoint carries). Deterministic for a given ``--seed``.
+parameters default to the values a checkpoint carries). ``--test-scale`` tunes at another test resolution
+(``hle.model.test_scale``: images resized by that factor before the network) and stores it in that copy with the
+thresholds, which depend on it. Deterministic for a given ``--seed``.
 """
 from __future__ import annotations
 
@@ -51,6 +53,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--space", action="append", default=[], metavar="NAME=LOW:HIGH",
                    help="search range of one threshold, e.g. min_stuff_area=0:2048 (repeatable)")
     p.add_argument("--flip", action="store_true", help="flip test-time augmentation of the cached outputs")
+    p.add_argument("--test-scale", type=float, default=None, metavar="S",
+                   help="resize each image by S before the network (hle.model.test_scale; default: the "
+                        "checkpoint's own); tuned at that scale and stored in --save-checkpoint")
     p.add_argument("--device", default="auto", help="network device: auto | cpu | cuda | cuda:N (decoding: CPU)")
     p.add_argument("--out", type=Path, required=True, help="YAML to write the best 'hle: decoder:' section to")
     p.add_argument("--save-checkpoint", type=Path, default=None, metavar="PATH",
@@ -132,7 +137,7 @@ def _tune(args: argparse.Namespace, command: str) -> int:
 
     space = parse_space(args.space)
     dev = resolve_device(args.device)
-    model, cfg = load_eval_inputs(args.checkpoint, dev)
+    model, cfg = load_eval_inputs(args.checkpoint, dev, test_scale=args.test_scale)
     if args.data is not None:
         if not args.data.is_dir():
             raise FileNotFoundError(f"data set folder not found: {args.data}")
@@ -177,7 +182,8 @@ def _tune(args: argparse.Namespace, command: str) -> int:
         print(f"  {k}: {old} -> {new}")
 
     comment = [f"hle tune-decoder: {args.trials} Optuna TPE trials (seed {args.seed}) on {source}",
-               f"checkpoint {args.checkpoint}, flip {'on' if args.flip else 'off'}",
+               f"checkpoint {args.checkpoint}, flip {'on' if args.flip else 'off'}, "
+               f"test scale {cfg.model.test_scale:g} (area thresholds in pixels of the resized image)",
                f"PQ {base_r['All']['pq']:.4f} (checkpoint's decoder) -> {best_r['All']['pq']:.4f} "
                f"(trial {result.best_trial})",
                f"command: {command}"]
@@ -186,13 +192,15 @@ def _tune(args: argparse.Namespace, command: str) -> int:
     csv_path, json_path = Path(f"{stem}.trials.csv"), Path(f"{stem}.trials.json")
     write_trials(result, csv_path, json_path, meta={
         "command": command, "checkpoint": str(args.checkpoint), "source": source, "flip": bool(args.flip),
+        "test_scale": cfg.model.test_scale,
         "trials_requested": args.trials, "seed": args.seed})
     print(f"wrote {out}, {csv_path}, {json_path}")
     if args.save_checkpoint is not None:
         from ..model import load_checkpoint, save_checkpoint
 
         payload = load_checkpoint(args.checkpoint)
-        model.cfg = model.cfg.override({"decoder": dataclasses.asdict(result.best)})
+        model.cfg = model.cfg.override({"decoder": dataclasses.asdict(result.best),
+                                        "model": {"test_scale": cfg.model.test_scale}})
         extra = {**payload["extra"], "tuned_decoder": {"source": source, "trials": args.trials, "seed": args.seed,
                                                        "pq_before": base_r["All"]["pq"],
                                                        "pq_after": best_r["All"]["pq"]}}

@@ -58,9 +58,11 @@ def decoder_section(path: str | Path) -> dict[str, Any]:
 
 
 def load_eval_inputs(checkpoint: str | Path, device: torch.device, decoder_yaml: str | Path | None = None,
-                     decoder: Mapping[str, Any] | None = None) -> tuple[torch.nn.Module, HLEConfig]:
+                     decoder: Mapping[str, Any] | None = None,
+                     test_scale: float | None = None) -> tuple[torch.nn.Module, HLEConfig]:
     """Network (eval mode, on ``device``) and its embedded config, with decoder thresholds overridden by the
-    ``hle: decoder:`` section of ``decoder_yaml`` and then by ``decoder``.
+    ``hle: decoder:`` section of ``decoder_yaml`` and then by ``decoder``, and ``model.test_scale`` by
+    ``test_scale`` (None: the checkpoint's own).
 
     Raises:
         CheckpointError: missing, corrupt or incompatible checkpoint (the message names the file).
@@ -74,6 +76,8 @@ def load_eval_inputs(checkpoint: str | Path, device: torch.device, decoder_yaml:
         cfg = cfg.override({"decoder": decoder_section(decoder_yaml)})
     if decoder:
         cfg = cfg.override({"decoder": dict(decoder)})
+    if test_scale is not None:
+        cfg = cfg.override({"model": {"test_scale": float(test_scale)}})
     return model, cfg
 
 
@@ -89,7 +93,7 @@ def sample_names(dataset) -> list[tuple[int | str, str]]:
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, out_dir: str | Path, *, format: str = "coco",
                         split: str = "val", flip: bool = False, decoder_yaml: str | Path | None = None,
                         device: str = "auto", limit: int | None = None, workers: int | None = None,
-                        progress: bool = True) -> CheckpointEvaluation:
+                        progress: bool = True, test_scale: float | None = None) -> CheckpointEvaluation:
     """Predict every image of the data set ``data`` (``format``, ``split``) with the checkpoint, write
     ``<out_dir>/predictions.json`` + ``predictions/`` (COCO panoptic) and score them with ``pq_compute``.
 
@@ -99,6 +103,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, out_dir: str |
         decoder_yaml: YAML whose ``hle: decoder:`` section overrides the checkpoint's thresholds.
         limit: evaluate only the first ``limit`` images (the ground truth is restricted to them).
         workers: processes of the scoring (``pq_compute``; None: all cores).
+        test_scale: resize factor of the images before the network (``model.test_scale``; None: the checkpoint's).
     Raises:
         CheckpointError, FileNotFoundError (missing data set files), PanopticFormatError, ConfigError.
     """
@@ -111,7 +116,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, out_dir: str |
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {limit}")
     dev = resolve_device(device)
-    model, cfg = load_eval_inputs(checkpoint, dev, decoder_yaml)
+    model, cfg = load_eval_inputs(checkpoint, dev, decoder_yaml, test_scale=test_scale)
     dataset = PanopticDataset(data, format, cfg.classes, split=split, mean=cfg.model.mean, std=cfg.model.std)
     names = sample_names(dataset)
     if limit is not None and limit < len(dataset):
@@ -153,6 +158,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, out_dir: str |
     info = {
         "checkpoint": str(checkpoint), "data": str(data), "format": format, "split": split, "flip": bool(flip),
         "images": len(names), "device": str(dev), "decoder": cfg.to_dict()["decoder"],
+        "test_scale": cfg.model.test_scale,
         "ground_truth_json": str(gt.json), "ground_truth_folder": str(gt.folder),
         "ground_truth_written": gt_writer is not None,
         "predictions_json": str(pred_json), "predictions_folder": str(pred_writer.png_dir),

@@ -16,7 +16,7 @@ import torch
 
 from ..config import DecoderConfig, HLEConfig
 from ..decoding import PanopticResult
-from ..pipeline import Pipeline, decode_maps, flip_average
+from ..pipeline import Pipeline, at_image_resolution, decode_maps, flip_average, resize_nearest
 from .pq import Categories, PQStats, accumulate_maps
 
 __all__ = ["CachedOutputs", "flip_average", "evaluation_pipeline", "infer_outputs", "decode_outputs",
@@ -71,8 +71,14 @@ def infer_outputs(model: torch.nn.Module, cfg: HLEConfig, dataset: Sequence, *, 
 def decode_outputs(cached: CachedOutputs, decode_params: dict[str, torch.Tensor], cfg: HLEConfig,
                    decoder: DecoderConfig | None = None) -> PanopticResult:
     """§3.5 decoding of one cached image with ``decoder`` thresholds (default: ``cfg.decoder``), where its maps
-    are: the pipeline's decode stage (:func:`hle_core.pipeline.decode_maps`)."""
-    return decode_maps(cached.maps, decode_params, cfg, decoder)
+    are: the pipeline's decode stage (:func:`hle_core.pipeline.decode_maps`), brought to the image's resolution
+    (:func:`hle_core.pipeline.at_image_resolution`: the maps are larger or smaller with a ``model.test_scale``)."""
+    result = decode_maps(cached.maps, decode_params, cfg, decoder)
+    image_size = tuple(cached.gt_panoptic.shape[-2:])
+    if tuple(result.panoptic.shape) != image_size:
+        result.panoptic, result.areas, result.boxes = at_image_resolution(result, image_size)
+        result.semantic = resize_nearest(result.semantic.to(torch.int32), image_size).to(result.semantic.dtype)
+    return result
 
 
 def decode_and_score(cached: Iterable[CachedOutputs], decode_params: dict[str, torch.Tensor], cfg: HLEConfig,

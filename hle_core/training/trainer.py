@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
-from ..config import HLEConfig, resolve_device
+from ..config import MODEL_SETTINGS_OUTSIDE_NETWORK, HLEConfig, resolve_device
 from ..losses import HierarchicalLovaszLoss
 from ..model import CheckpointError, HLENet, build_model, load_checkpoint, save_checkpoint
 from ..model.checkpoint import remove_partial_checkpoints
@@ -286,7 +286,7 @@ def _check_same_network(payload: dict[str, Any], cfg: HLEConfig, path: str | Pat
 
     ours, theirs = cfg.model, payload["config"].model
     diff = [f.name for f in dataclasses.fields(ours)
-            if f.name != "pretrained" and getattr(ours, f.name) != getattr(theirs, f.name)]
+            if f.name not in MODEL_SETTINGS_OUTSIDE_NETWORK and getattr(ours, f.name) != getattr(theirs, f.name)]
     if payload["config"].classes != cfg.classes:
         diff.append("classes")
     if diff:

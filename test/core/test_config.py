@@ -246,6 +246,8 @@ def test_wrong_types(section, key, value, message):
     ({"model": {"sigma_spatial_init": -1.0}}, r"model\.sigma_spatial_init must be > 0"),
     ({"model": {"class_sigma_init": 0}}, r"model\.class_sigma_init must be > 0"),
     ({"model": {"coord_scale": -512.0}}, r"model\.coord_scale must be > 0"),
+    ({"model": {"test_scale": 0.0}}, r"model\.test_scale must lie in \[0\.25, 4\], got 0\.0"),
+    ({"model": {"test_scale": 5}}, r"model\.test_scale must lie in \[0\.25, 4\], got 5"),
     ({"loss": {"embedding_loss": "dice"}}, r"loss\.embedding_loss must be lovasz\|ae\|cross_entropy, got 'dice'"),
     ({"decoder": {"seed_threshold": 1.5}}, r"decoder\.seed_threshold must lie in \[0, 1\], got 1\.5"),
     ({"decoder": {"merge_threshold": -0.1}}, r"decoder\.merge_threshold must lie in \[0, 1\], got -0\.1"),
@@ -414,3 +416,18 @@ def test_classes_path_errors_name_the_file(tmp_path, monkeypatch):
     (tmp_path / "badentry.json").write_text(json.dumps([{"id": 1, "name": "person", "isthing": "yes"}]))
     with pytest.raises(ConfigError, match=r"badentry\.json: categories\[0\]: isthing"):
         HLEConfig().override({"classes": "badentry.json"})
+
+
+def test_test_scale_defaults_to_one_for_model_files_written_before_it():
+    """A model file's embedded config from before ``model.test_scale`` existed reads as scale 1 (as it ran)."""
+    old = HLEConfig().to_dict()
+    del old["model"]["test_scale"]
+    assert HLEConfig.from_dict(old).model.test_scale == 1.0
+    assert HLEConfig().override({"model": {"test_scale": 1.5}}).model.test_scale == 1.5
+
+
+def test_scaled_size_rounds_each_side():
+    from hle_core.config import scaled_size
+
+    assert scaled_size((256, 512), 1.5) == (384, 768) and scaled_size((480, 640), 1.0) == (480, 640)
+    assert scaled_size((3, 5), 0.25) == (1, 1) and scaled_size((101, 99), 1.5) == (152, 148)

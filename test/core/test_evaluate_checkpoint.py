@@ -144,6 +144,29 @@ def test_flip_tta_runs_end_to_end(files, tmp_path):
     assert json.loads((out / "results.json").read_text())["evaluation"]["flip"] is True
 
 
+def test_test_scale_runs_the_network_larger_and_scores_at_the_image_size(files, tmp_path):
+    out = tmp_path / "eval_scaled"
+    assert evaluate(files, out, "--test-scale", "1.5") == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["evaluation"]["test_scale"] == 1.5
+    pred = json.loads((out / "predictions.json").read_text())
+    for ann in pred["annotations"]:                                   # predictions at the ground truth's size
+        assert read_panoptic_png(out / "predictions" / ann["file_name"]).shape == (64, 128)
+    plain = tmp_path / "eval_plain"
+    assert evaluate(files, plain) == 0
+    assert json.loads((plain / "results.json").read_text())["evaluation"]["test_scale"] == 1.0
+    # the in-memory path (tune-decoder, validation) decodes the scaled maps and scores them the same way
+    model = load_model(files["ckpt"])
+    cfg = model.cfg.override({"model": {"test_scale": 1.5}})
+    ds = PanopticDataset(files["coco"], "coco", cfg.classes, split="val")
+    assert_same_numbers(results, json.loads(json.dumps(evaluate_model(model, cfg, ds))))
+
+
+def test_a_test_scale_out_of_range_is_a_clear_error(files, tmp_path, capsys):
+    assert evaluate(files, tmp_path / "bad", "--test-scale", "0") == 2
+    assert "model.test_scale must lie in [0.25, 4]" in capsys.readouterr().err
+
+
 def test_decoder_yaml_overrides_the_checkpoint_thresholds(files, tmp_path):
     yaml_path = tmp_path / "decoder.yaml"
     yaml_path.write_text("hle:\n  decoder:\n    stuff_threshold: 1.0\n    min_stuff_area: 0\n")

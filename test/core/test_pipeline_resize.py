@@ -126,3 +126,76 @@ def test_letterbox_is_the_default_and_unknown_modes_are_refused():
 
 def test_outputs_are_what_the_pipeline_reads():
     assert set(ColourBackend().infer(torch.zeros(1, 3, 32, 32))) == set(OUTPUT_NAMES)
+
+
+# --- the model's test resolution (hle.model.test_scale): images run at their own size, times the scale ---------
+def scaled_backend(scale: float) -> ColourBackend:
+    backend = ColourBackend()
+    backend.config = backend.config.override({"model": {"test_scale": scale}})
+    return backend
+
+
+@pytest.mark.parametrize("scale,image_size,network", [(1.5, (256, 512), (384, 768)), (1.5, (100, 150), (160, 256)),
+                                                      (0.5, (480, 640), (256, 320)), (1.0, (100, 150), (128, 160))])
+def test_test_scale_resizes_the_image_before_the_network_and_answers_in_its_pixels(scale, image_size, network):
+    height, width = image_size
+    backend = scaled_backend(scale)
+    pipe = Pipeline(backend)
+    image, car_box = camera_frame(height, width)
+    res = pipe.process(image)
+    (batch,) = backend.batches
+    h, w = round(height * scale), round(width * scale)
+    assert tuple(batch.shape) == (1, 3, *network)                             # scaled, padded to multiples of 32
+    assert (batch[0, :, :h, :w] != 0).any(0).all() and (batch[0, :, h:, :] == 0).all()
+    assert (batch[0, :, :, w:] == 0).all()
+    assert res.panoptic.shape == (height, width)                              # answered at the image's size
+    assert sorted(res.category_ids.tolist()) == [ROAD_ID, CAR_ID]             # padding never yields a segment
+    for sid, area, box in zip(res.ids, res.areas, res.boxes):
+        mask = res.panoptic == sid
+        assert area == mask.sum() and box.tolist() == bbox_of(mask)
+    car = res.boxes[res.category_ids.tolist().index(CAR_ID)]
+    np.testing.assert_allclose(car, car_box, atol=math.ceil(1 / scale) + 1, rtol=0)
+    assert pipe.fit == scale
+
+
+def test_a_fixed_input_size_overrides_the_test_scale():
+    backend = scaled_backend(1.5)
+    pipe = Pipeline(backend, input_size=INPUT)
+    pipe.process(camera_frame(480, 640)[0])
+    assert tuple(backend.batches[0].shape) == (1, 3, *INPUT) and pipe.test_scale == 1.0 and pipe.fit == INPUT
+
+
+class BatchColourBackend(ColourBackend):
+    """:class:`ColourBackend` over every image of a batch."""
+
+    def infer(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        outs = [ColourBackend.infer(self, batch[i:i + 1]) for i in range(batch.shape[0])]
+        return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
+
+
+def test_flip_at_a_test_scale_averages_the_scaled_maps():
+    backend = BatchColourBackend()
+    backend.config = backend.config.override({"model": {"test_scale": 1.5}})
+    image = camera_frame(100, 150)[0]
+    res = Pipeline(backend, flip=True).process(image)
+    assert [tuple(b.shape) for b in backend.batches] == [(1, 3, 160, 256)] * 2   # the image and its mirror
+    assert res.panoptic.shape == (100, 150) and CAR_ID in res.category_ids.tolist()
+
+
+# --- areas and boxes of the resized map, counted on the small one ---------------------------------------------
+@pytest.mark.parametrize("small,size", [((64, 85), (480, 640)), ((96, 128), (720, 1280)), ((384, 768), (256, 512)),
+                                        ((37, 53), (100, 41)), ((5, 7), (5, 7)), ((50, 50), (7, 333))])
+def test_resized_areas_and_boxes_equal_those_of_the_resized_map(small, size):
+    from hle_core.pipeline import resize_nearest, resized_areas_and_boxes, segment_areas_and_boxes
+
+    gen = torch.Generator().manual_seed(small[0] * 1000 + size[1])
+    blocks = torch.randint(0, 6, (max(1, small[0] // 4), max(1, small[1] // 4)), generator=gen)   # blobs
+    labels = resize_nearest(blocks.to(torch.int32), small)
+    labels[torch.rand(small, generator=gen) < 0.05] = 7                     # and single pixels, which may vanish
+    ids = torch.tensor([0, 1, 2, 3, 4, 5, 7, 9], dtype=torch.int64)          # 9 is absent
+    want = segment_areas_and_boxes(resize_nearest(labels, size), ids)
+    got = resized_areas_and_boxes(labels, ids, size)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert got[0][-1] == 0 and got[1][-1].tolist() == [0, 0, -1, -1]
+    empty = resized_areas_and_boxes(labels, ids[:0], size)
+    assert empty[0].shape == (0,) and empty[1].shape == (0, 4)

@@ -133,6 +133,19 @@ def test_case02_pad_multiple_matches_the_pipeline() -> None:
         == (32, 64)
 
 
+def test_case02_max_pixels_bounds_the_network_input_of_a_test_scale() -> None:
+    """A model with ``test_scale`` runs images larger than they are: the guard counts the scaled, padded input."""
+    from hle_core.image_codec import ImageConversionError, computed_size, image_to_rgb
+
+    assert computed_size(256, 512, 1.5) == (384, 768) and computed_size(100, 150, 1.5) == (160, 256)
+    assert computed_size(100, 150, 1.0) == computed_size(100, 150) == (128, 160)
+    img = raw_image(200, 200, data=bytes(200 * 200))
+    assert image_to_rgb(img, 240 * 240, input_size=1.0).shape == (200, 200)          # 224 x 224 padded: fits
+    with pytest.raises(ImageConversionError, match="scaled by the model's test_scale 1.5") as info:
+        image_to_rgb(img, 240 * 240, input_size=1.5)                                 # 320 x 320: refused
+    assert info.value.reason == "too_large"
+
+
 class _NoopPipeline:
     """Enough of a Pipeline for evaluate_bag: no segments, records the image sizes it was given."""
 

@@ -145,6 +145,10 @@ def test_stop_at_runs_a_chunk_of_the_schedule_and_resume_continues_exactly(tmp_p
 @pytest.mark.slow  # ~20 s
 def test_resume_refuses_a_checkpoint_of_another_network_or_without_optimizer(tmp_path):
     cfg, tcfg = tiny(tmp_path / "run", data={"num_val": 0})
+    # a release's test resolution is not the network: it starts a run of the recipe like any release
+    from hle_core.training import trainer
+
+    trainer._check_same_network({"config": cfg.override({"model": {"test_scale": 1.5}})}, cfg, "scaled.pt", "start")
     other = cfg.override({"model": {"embedding_dim": 6}})
     save_checkpoint(tmp_path / "other.pt", build_model(other))
     with pytest.raises(CheckpointError, match=r"other\.pt: trained with a different network .*'embedding_dim'"):
@@ -177,6 +181,10 @@ def test_init_weights_starts_from_a_release_checkpoint_with_a_fresh_schedule(tmp
     assert out["step"] == 1 and json.loads(out["extra"])["epoch"] == 0
     assert out["scheduler"]["last_epoch"] == 1          # the schedule of this run, from its step 0
 
+    # a release's test resolution is not the network: it starts a run of the recipe like any release
+    from hle_core.training import trainer
+
+    trainer._check_same_network({"config": cfg.override({"model": {"test_scale": 1.5}})}, cfg, "scaled.pt", "start")
     other = cfg.override({"model": {"embedding_dim": 6}})
     save_checkpoint(tmp_path / "other.pt", build_model(other))
     cfg, tcfg = tiny(tmp_path / "run2", init_weights=str(tmp_path / "other.pt"), data={"num_val": 0})

@@ -114,7 +114,7 @@ def test_default_model_is_used_and_logged(robot) -> None:
     tester.spin_until(lambda: "active:" in log.read_text(), 30.0)   # logged just after the subscriptions appear
     text = log.read_text()
     assert "the shipped default model" in text and "hle_street.pt" in text, text
-    assert "input 256x512 letterbox" in text and "active: torch" in text, text
+    assert "input 384x768 letterbox" in text and "active: torch" in text, text
     assert "/cam/image_raw (camera_info /cam/camera_info)" in text, text
 
 

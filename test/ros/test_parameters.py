@@ -93,12 +93,19 @@ def test_explicit_model_must_exist(tmp_path: Path) -> None:
 
 
 def test_empty_model_is_the_shipped_default_at_its_training_size() -> None:
+    from hle_core.config import SIZE_MULTIPLE, scaled_size
+    from hle_core.model import load_checkpoint
     from hle_ros.default_model import DEFAULT_MODEL_INPUT_SIZE, find_default_model
 
     p = validate_parameters({})
     assert p.uses_default_model and Path(p.model_path) == find_default_model().path
     assert Path(p.model_path).is_file() and Path(p.model_path).name == "hle_street.pt"
-    assert p.input_size == DEFAULT_MODEL_INPUT_SIZE == (256, 512) and p["resize_mode"] == "letterbox"
+    assert p.input_size == DEFAULT_MODEL_INPUT_SIZE and p["resize_mode"] == "letterbox"
+    # which is the model's own test resolution of its training scenes, padded as the pipeline pads
+    payload = load_checkpoint(p.model_path)
+    train_size = payload["extra"]["train"]["data"]["image_size"]
+    expected = scaled_size(tuple(train_size), payload["config"].model.test_scale)
+    assert DEFAULT_MODEL_INPUT_SIZE == tuple(-(-v // SIZE_MULTIPLE) * SIZE_MULTIPLE for v in expected)
     # an explicit input size, or an explicit model, is taken as given
     assert validate_parameters({"input_height": 128, "input_width": 256}).input_size == (128, 256)
     assert validate_parameters({"model": p.model_path}).input_size is None
