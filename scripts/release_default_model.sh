@@ -8,16 +8,16 @@
 #   1000003  validation during training (learning curve)
 #   2000003  decoder tuning (hle tune-decoder)
 #   9090917  evaluation, `hle synth --num 48 --seed 9090917 --split val` (the check named in issue 10)
-#   4242     evaluation, a second fresh split
+#   4242     evaluation, a second fresh split (EVAL_SEEDS: more, e.g. 31415926 27182818)
 #   31337    tracker tuning video (hle tune-tracker picks the tracker's default cost here)
 #   5150     tracking report video (never tuned on)
 #
 # Usage: scripts/release_default_model.sh [RUN_DIR] [OUT_DIR]
-#   defaults: runs/street4k runs/release4k (the run of scripts/train_default_model.sh)
+#   defaults: runs/street17k runs/release17k (the last stage of scripts/train_default_model.sh)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-RUN=${1:-runs/street4k}
-OUT=${2:-runs/release4k}
+RUN=${1:-runs/street17k}
+OUT=${2:-runs/release17k}
 HLE=${HLE:-.venv/bin/hle}
 OLD_MODEL=${OLD_MODEL:-}            # optional: a previous release to evaluate on the same scenes ("before")
 TUNE_TRACKER=${TUNE_TRACKER:-1}     # 0: keep the tracker defaults (skip hle tune-tracker and the "tuned" row)
