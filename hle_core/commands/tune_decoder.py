@@ -77,6 +77,7 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--synthetic", str(args.synthetic), "--synthetic-seed", str(args.synthetic_seed)]
         parts += ["--size", f"{args.size[0]}x{args.size[1]}"] if args.size is not None else []
         parts += ["--generator", args.generator] if args.generator is not None else []
+    parts += ["--test-scale", f"{args.test_scale:g}"] if args.test_scale is not None else []
     parts += ["--trials", str(args.trials), "--seed", str(args.seed)]
     for item in args.space:
         parts += ["--space", item]

@@ -179,3 +179,24 @@ def test_synthetic_scenes_default_to_the_checkpoints_training_data(tmp_path, ckp
         _synthetic_settings(ns(generator="[1, 2]"))
     plain = argparse.Namespace(checkpoint=ckpt, size=None, generator=None)   # no training record: defaults
     assert payload["extra"].get("train") is None and _synthetic_settings(plain) == ((256, 512), {})
+
+
+@pytest.mark.parametrize("scale", [None, "1.5"])
+def test_the_recorded_command_reproduces_the_run_test_scale_included(scale):
+    """The command written into the tuned YAML must carry every option that changes the result (a release tuned
+    at --test-scale 1.5 once recorded a command without it, which tunes at scale 1)."""
+    import argparse
+    import shlex
+
+    from hle_core.commands.tune_decoder import add_parser, command_line
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    argv = ["tune-decoder", "--checkpoint", "m.pt", "--synthetic", "32", "--synthetic-seed", "2000003",
+            "--size", "256x512", "--trials", "40", "--seed", "0", "--out", "d.yaml"]
+    argv += ["--test-scale", scale] if scale is not None else []
+    args = parser.parse_args(argv)
+    recorded = parser.parse_args(shlex.split(command_line(args))[1:])
+    assert recorded.test_scale == args.test_scale == (None if scale is None else 1.5)
+    for name in ("checkpoint", "synthetic", "synthetic_seed", "size", "trials", "seed", "out"):
+        assert getattr(recorded, name) == getattr(args, name), name
