@@ -166,8 +166,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "accuracy was measured at): 640x480 -> s = 0.8, 384 x 512 + 256 padded columns; 1280x720 -> "
               "s = 0.533, 384 x 683 + 85 padded columns. Recommended for the shipped synthetic-street model "
               "(objects scaled to the image height): letterbox, so objects appear at the scale it was evaluated at "
-              "(stretch makes objects of a 640 x 480 frame 1.5x too wide); 256 x 512 costs 0.44x the network "
-              "time for a lower accuracy on small things (docs/RESULTS.md)",
+              "(stretch makes objects of a 640 x 480 frame 1.5x too wide); 256 x 512 has 0.44x the pixels (the "
+              "node's network stage on 2 CPU cores: 68 vs 152 ms for a 640 x 480 camera) at a lower accuracy "
+              "(docs/RESULTS.md)",
               choices=RESIZE_MODES),
     # --- decoding (§3.5); -1 keeps the model's tuned value ---------------------------------------------------
     *(_decoder_param(name) for name in ("seed_threshold", "merge_threshold", "mask_threshold", "stuff_threshold",
